@@ -1,0 +1,101 @@
+"""MediaPipe Face Landmarker, wrapped: one RGB frame in, one `Detection` out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatar.arkit import weights_from_named
+from avatar.errors import ModelFileError
+
+# MediaPipe's C++ side logs set-up chatter to stderr; keep warnings and errors.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import mediapipe as mp  # noqa: E402  (after the logging settings above)
+from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
+
+# The perspective camera MediaPipe's face-geometry pipeline assumes when it
+# turns landmarks into a metric head pose (its default environment).
+MEDIAPIPE_VERTICAL_FOV_DEG = 63.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found in one frame.
+
+    Attributes:
+        landmarks_norm: [478, 3] float32: x, y as fractions of the image width
+            and height (origin top-left), z relative depth in units of the width.
+        weights: [52] float32 ARKit weights in `ARKIT_NAMES` order.
+        head_to_camera: [4, 4] float64 pose of the canonical face (cm) in the
+            camera space of `avatar.camera` (camera looks down -z).
+        num_faces: faces seen in the frame (the largest is the one reported).
+    """
+
+    landmarks_norm: np.ndarray
+    weights: np.ndarray
+    head_to_camera: np.ndarray
+    num_faces: int
+
+
+class FaceLandmarker:
+    """MediaPipe's face landmarker in video mode (tracks between frames) or image mode.
+
+    Use as a context manager so the native graph is closed deterministically.
+    """
+
+    def __init__(self, model_path: str | Path, *, video: bool, max_faces: int = 2,
+                 min_confidence: float = 0.5) -> None:
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            num_faces=max_faces,
+            min_face_detection_confidence=min_confidence,
+            min_face_presence_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        try:
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelFileError(f"MediaPipe could not load the face model {model_path} ({exc})") from None
+        self._video = video
+        self._last_ms = -1
+
+    def __enter__(self) -> "FaceLandmarker":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def detect(self, image: np.ndarray, time_s: float = 0.0) -> Detection | None:
+        """Find the largest face in `image` ([H, W, 3] uint8 RGB); None if there is none.
+
+        In video mode `time_s` must increase from call to call.
+        """
+        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        if self._video:
+            # MediaPipe needs strictly increasing integer milliseconds.
+            time_ms = max(int(round(time_s * 1000)), self._last_ms + 1)
+            self._last_ms = time_ms
+            result = self._landmarker.detect_for_video(mp_image, time_ms)
+        else:
+            result = self._landmarker.detect(mp_image)
+        if not result.face_landmarks:
+            return None
+        spans = [max(p.x for p in face) - min(p.x for p in face) for face in result.face_landmarks]
+        k = int(np.argmax(spans))
+        landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[k]], dtype=np.float32)
+        weights = weights_from_named((c.category_name, c.score) for c in result.face_blendshapes[k])
+        return Detection(landmarks, weights, np.asarray(result.facial_transformation_matrixes[k], dtype=np.float64),
+                         len(result.face_landmarks))

@@ -1,0 +1,138 @@
+"""Reading frames from a video file, a photo, or a folder of photos.
+
+Videos are decoded with PyAV; photos with OpenCV. Frames come out as RGB
+uint8 arrays [H, W, 3], upright (a video's rotation metadata is applied).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from avatar.errors import InputError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi"})
+PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# Photos in a folder are shown to per-frame consumers at this nominal rate.
+PHOTO_SET_FPS = 1.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: `image` is [H, W, 3] uint8 RGB; `time_s` from the start."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class MediaSource:
+    """A checked input: its kind, size and (for video) frame rate and length."""
+
+    path: Path
+    kind: str  # "video", "photo" or "folder"
+    width_px: int
+    height_px: int
+    fps: float
+    num_frames: int  # exact for photos; the container's count (or an estimate) for video
+    has_audio: bool = False
+    photos: tuple[Path, ...] = ()
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the frames in order. Raises InputError if the file breaks off."""
+        if self.kind == "video":
+            yield from _video_frames(self.path)
+        else:
+            for i, photo in enumerate(self.photos):
+                yield Frame(i, i / self.fps, _read_photo(photo))
+
+
+def open_media(path: str | os.PathLike) -> MediaSource:
+    """Check `path` and describe it, without decoding everything.
+
+    Raises:
+        InputError: missing path, unknown type, unreadable or damaged file, a
+            file with no video stream, an empty folder, or photos of mixed size.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist: give a video file, a photo, or a folder of photos")
+    if path.is_dir():
+        photos = tuple(sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES))
+        if not photos:
+            raise InputError(f"folder {path} has no photos ({', '.join(sorted(PHOTO_SUFFIXES))})")
+        sizes = {p: _read_photo(p).shape[:2] for p in photos}
+        if len(set(sizes.values())) > 1:
+            raise InputError(f"photos in {path} differ in size: resize them to one size, or track them one by one")
+        h, w = sizes[photos[0]]
+        return MediaSource(path, "folder", w, h, PHOTO_SET_FPS, len(photos), photos=photos)
+    suffix = path.suffix.lower()
+    if suffix in PHOTO_SUFFIXES:
+        h, w = _read_photo(path).shape[:2]
+        return MediaSource(path, "photo", w, h, PHOTO_SET_FPS, 1, photos=(path,))
+    if suffix in VIDEO_SUFFIXES:
+        return _probe_video(path)
+    raise InputError(f"{path} has an unknown type {suffix!r}: use a video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
+                     f"or a photo ({', '.join(sorted(PHOTO_SUFFIXES))})")
+
+
+def _read_photo(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{path} is not a readable image (damaged, or not really a {path.suffix} file)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path} is not a readable video ({exc.strerror or exc}): "
+                         f"the file is damaged, truncated or not a video") from None
+
+
+def _probe_video(path: Path) -> MediaSource:
+    with _open_container(path) as container:
+        if not container.streams.video:
+            kind = "audio-only" if container.streams.audio else "empty"
+            raise InputError(f"{path} has no video stream (it is {kind}): give a video of the face")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+        num_frames = stream.frames
+        if not num_frames:
+            duration_s = (float(stream.duration * stream.time_base) if stream.duration
+                          else (container.duration or 0) / av.time_base)
+            num_frames = max(1, round(duration_s * fps))
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise InputError(f"{path} has a video stream without a frame size: the file is damaged")
+        return MediaSource(path, "video", width, height, fps, num_frames, has_audio=bool(container.streams.audio))
+
+
+def _video_frames(path: Path) -> Iterator[Frame]:
+    with _open_container(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        start = None
+        try:
+            for frame in container.decode(stream):
+                time_s = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 30)
+                start = time_s if start is None else start
+                image = frame.to_ndarray(format="rgb24")
+                if frame.rotation:
+                    image = np.ascontiguousarray(np.rot90(image, k=frame.rotation // 90))
+                yield Frame(index, time_s - start, image)
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{path} breaks off after frame {index} ({exc.strerror or exc}): "
+                             f"the file is truncated or damaged; re-export or re-copy it") from None
+    if index == 0:
+        raise InputError(f"{path} has no decodable video frames: the file is truncated or damaged")

@@ -1,0 +1,30 @@
+"""Shared fixtures: the face model, the real recordings in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def face_model_path() -> Path:
+    """The verified MediaPipe model; skips when set-up has not fetched it."""
+    from avatar.errors import ModelFileError
+    from capture.face_model import resolve_face_model
+
+    try:
+        return resolve_face_model()
+    except ModelFileError as exc:
+        pytest.skip(f"face model unavailable ({exc})")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, the real recordings; skips when absent (a fresh clone elsewhere)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: real-recording tests need the shared data set")
+    return SHARED_DATA
