@@ -20,10 +20,15 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise OutputError(f"output path {path} is a folder: give a file name")
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {parent} does not exist (create it first)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: folder {parent} is not writable (choose another output path)")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"cannot write {path}: the existing file is read-only (choose another output path)")
+    # Trying is the only reliable test (root ignores modes; file systems can be read-only).
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror} (choose another output path)") from None
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 

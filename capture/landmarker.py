@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,16 +14,31 @@ import numpy as np
 from avatar.arkit import weights_from_named
 from avatar.errors import ModelFileError
 
-# MediaPipe's C++ side logs set-up chatter to stderr; keep warnings and errors.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import mediapipe as mp  # noqa: E402  (after the logging settings above)
-from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
+import mediapipe as mp
+from mediapipe.tasks.python import BaseOptions, vision
 
 # The perspective camera MediaPipe's face-geometry pipeline assumes when it
 # turns landmarks into a metric head pose (its default environment).
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment.
+
+    MediaPipe's C++ side writes set-up chatter (XNNPACK, feedback tensors)
+    straight to fd 2 before any logging flag applies; failures still reach
+    Python as exceptions, so nothing of use is lost.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -61,11 +79,13 @@ class FaceLandmarker:
             output_facial_transformation_matrixes=True,
         )
         try:
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            with _native_stderr_silenced():
+                self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
             raise ModelFileError(f"MediaPipe could not load the face model {model_path} ({exc})") from None
         self._video = video
         self._last_ms = -1
+        self._warmed_up = False
 
     def __enter__(self) -> "FaceLandmarker":
         return self
@@ -84,13 +104,15 @@ class FaceLandmarker:
         In video mode `time_s` must increase from call to call.
         """
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        if self._video:
-            # MediaPipe needs strictly increasing integer milliseconds.
-            time_ms = max(int(round(time_s * 1000)), self._last_ms + 1)
-            self._last_ms = time_ms
-            result = self._landmarker.detect_for_video(mp_image, time_ms)
-        else:
-            result = self._landmarker.detect(mp_image)
+        with _native_stderr_silenced() if not self._warmed_up else contextlib.nullcontext():
+            if self._video:
+                # MediaPipe needs strictly increasing integer milliseconds.
+                time_ms = max(int(round(time_s * 1000)), self._last_ms + 1)
+                self._last_ms = time_ms
+                result = self._landmarker.detect_for_video(mp_image, time_ms)
+            else:
+                result = self._landmarker.detect(mp_image)
+        self._warmed_up = True
         if not result.face_landmarks:
             return None
         spans = [max(p.x for p in face) - min(p.x for p in face) for face in result.face_landmarks]

@@ -134,5 +134,11 @@ def _video_frames(path: Path) -> Iterator[Frame]:
         except av.error.FFmpegError as exc:
             raise InputError(f"{path} breaks off after frame {index} ({exc.strerror or exc}): "
                              f"the file is truncated or damaged; re-export or re-copy it") from None
+        declared = stream.frames
     if index == 0:
         raise InputError(f"{path} has no decodable video frames: the file is truncated or damaged")
+    # A cut-off file whose index sits at the front decodes cleanly up to the cut;
+    # only the container's frame count shows that the rest is missing.
+    if declared and index < declared - max(2, declared // 100):
+        raise InputError(f"{path} ends after {index} of its {declared} frames: the file is truncated; "
+                         f"re-export or re-copy it")

@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from avatar import Track
 from avatar.rotation import interpolate_rotvecs
@@ -107,22 +108,27 @@ def fill_gaps(track: Track, max_gap_s: float) -> Track:
 
 
 def measure_lag_s(raw: np.ndarray, filtered: np.ndarray, dt_s: float, max_lag_frames: int = 15) -> float:
-    """Delay of `filtered` behind `raw` ([T, ...]) by cross-correlating their velocities.
+    """Delay of `filtered` behind `raw` ([T, ...]), in seconds.
 
-    Returns the delay in seconds, refined below one frame by a parabola through
-    the correlation peak; 0 when there is too little motion to tell.
+    The reference is `raw` smoothed with a symmetric (zero-delay) Gaussian, so
+    that jitter does not pull the estimate towards 0; the delay is the shift
+    that best aligns `filtered` with it, refined below one frame by a parabola.
+    Returns 0 when the track is too short to tell.
     """
-    v_raw = np.diff(raw.reshape(len(raw), -1), axis=0)
-    v_fil = np.diff(filtered.reshape(len(filtered), -1), axis=0)
-    if len(v_raw) <= 2 * max_lag_frames or not np.any(v_raw):
+    flat_raw = raw.reshape(len(raw), -1).astype(np.float64)
+    flat_fil = filtered.reshape(len(filtered), -1).astype(np.float64)
+    if len(flat_raw) <= 3 * max_lag_frames:
         return 0.0
-    lags = np.arange(0, max_lag_frames + 1)
-    corr = np.array([np.sum(v_raw[: len(v_raw) - k] * v_fil[k:]) for k in lags])
-    k = int(np.argmax(corr))
-    if 0 < k < len(lags) - 1:
-        denom = corr[k - 1] - 2 * corr[k] + corr[k + 1]
-        k = k + (0.5 * (corr[k - 1] - corr[k + 1]) / denom if denom else 0.0)
-    return float(k * dt_s)
+    reference = gaussian_filter1d(flat_raw, sigma=1.5, axis=0, mode="nearest")
+    lags = np.arange(max_lag_frames + 1)
+    n = len(flat_raw) - max_lag_frames
+    errors = np.array([np.mean((flat_fil[k:k + n] - reference[:n]) ** 2) for k in lags])
+    k = float(np.argmin(errors))
+    i = int(k)
+    if 0 < i < len(lags) - 1:
+        denom = errors[i - 1] - 2 * errors[i] + errors[i + 1]
+        k += 0.5 * (errors[i - 1] - errors[i + 1]) / denom if denom > 0 else 0.0
+    return k * dt_s
 
 
 def smooth_track(track: Track, settings: TrackSmoothing = TrackSmoothing()) -> Track:

@@ -1,0 +1,111 @@
+"""Decoding inputs and encoding video: round trips and every kind of bad file."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from avatar import InputError
+from capture import open_media
+from render import VideoWriter
+
+
+def write_video(path, frames: int = 12, size=(64, 48), fps: float = 25.0) -> np.ndarray:
+    """Write a test video of moving colour bars; returns the frames [N, H, W, 3]."""
+    w, h = size
+    images = np.zeros((frames, h, w, 3), dtype=np.uint8)
+    for i in range(frames):
+        images[i, :, :, 0] = (np.arange(w) * 4 + i * 10) % 256
+        images[i, :, :, 1] = 128
+        images[i, : h // 2, :, 2] = 200
+    with VideoWriter(path, fps=fps, crf=10) as video:
+        for image in images:
+            video.write(image)
+    return images
+
+
+def test_video_round_trip_keeps_count_size_times_and_content(tmp_path):
+    images = write_video(tmp_path / "clip.mp4", frames=12, fps=25.0)
+    source = open_media(tmp_path / "clip.mp4")
+    assert (source.kind, source.width_px, source.height_px, source.fps, source.num_frames) == ("video", 64, 48, 25.0, 12)
+    frames = list(source.frames())
+    assert [f.index for f in frames] == list(range(12))
+    assert np.allclose([f.time_s for f in frames], np.arange(12) / 25.0)
+    error = np.abs(np.stack([f.image for f in frames]).astype(int) - images).mean()
+    assert error < 6, error
+
+
+def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
+    write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
+    assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
+    with pytest.raises(ValueError, match="differs"):
+        with VideoWriter(tmp_path / "broken.mp4", fps=10) as video:
+            video.write(np.zeros((20, 20, 3), np.uint8))
+            video.write(np.zeros((30, 30, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]
+
+
+def test_photo_and_folder_sources(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    for name in ("b.png", "a.png"):
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    (tmp_path / "notes.txt").write_text("ignored")
+    photo = open_media(tmp_path / "a.png")
+    assert (photo.kind, photo.num_frames, photo.width_px, photo.height_px) == ("photo", 1, 30, 40)
+    assert np.array_equal(next(photo.frames()).image, image)
+    folder = open_media(tmp_path)
+    assert folder.kind == "folder" and [p.name for p in folder.photos] == ["a.png", "b.png"]
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(InputError, match="differ in size"):
+        open_media(tmp_path)
+
+
+def _truncated_faststart(tmp_path):
+    """An mp4 with its index at the front, cut in half: it decodes cleanly up to the cut."""
+    write_video(tmp_path / "full.mp4", frames=60)
+    with av.open(str(tmp_path / "full.mp4")) as src, \
+            av.open(str(tmp_path / "fast.mp4"), "w", options={"movflags": "faststart"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    data = (tmp_path / "fast.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    return tmp_path / "cut.mp4"
+
+
+def _audio_only(tmp_path):
+    path = tmp_path / "speech.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.mp4", "does not exist"),
+    (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "not a readable video"),
+    (lambda d: (d / "photo.jpg").write_bytes(b"\xff\xd8garbage") and d / "photo.jpg", "not a readable image"),
+    (lambda d: (d / "doc.pdf").write_text("x") and d / "doc.pdf", "unknown type"),
+    (_audio_only, "no video stream"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "has no photos"),
+])
+def test_bad_inputs_are_refused_when_opened(tmp_path, make, message):
+    with pytest.raises(InputError, match=message):
+        open_media(make(tmp_path))
+
+
+def test_truncated_videos_are_refused(tmp_path):
+    cut = _truncated_faststart(tmp_path)
+    with pytest.raises(InputError, match="truncated"):
+        list(open_media(cut).frames())
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "tail_cut.mp4").write_bytes(data[: len(data) // 2])  # index at the end: gone
+    with pytest.raises(InputError, match="not a readable video|truncated"):
+        list(open_media(tmp_path / "tail_cut.mp4").frames())

@@ -1,0 +1,104 @@
+"""Face tracking on generated inputs built from scikit-image's public-domain astronaut photo."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from avatar import ARKIT_NAMES, InputError, Track
+from avatar.rotation import rotvec_to_matrix
+from capture import FaceLandmarker, TrackSmoothing, load_canonical_mesh, open_media, track_media, write_preview
+from render import VideoWriter
+
+FPS = 25.0
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    """[256, 256, 3] RGB, the face large in the frame."""
+    return cv2.resize(data.astronaut()[20:360, 90:430], (256, 256), interpolation=cv2.INTER_AREA)
+
+
+def gap_video(path, face: np.ndarray, blank: set[int], frames: int = 60) -> None:
+    with VideoWriter(path, fps=FPS, crf=12) as video:
+        for i in range(frames):
+            if i in blank:
+                video.write(np.full_like(face, 127))
+            else:
+                shift = np.float32([[1, 0, 3 * np.sin(i / 5)], [0, 1, 2 * np.cos(i / 7)]])
+                video.write(cv2.warpAffine(face, shift, face.shape[1::-1], borderMode=cv2.BORDER_REFLECT))
+
+
+def test_blendshape_names_match_mediapipe(face_model_path, astronaut):
+    from mediapipe.tasks.python import BaseOptions, vision
+    import mediapipe as mp
+
+    options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(face_model_path)),
+                                           output_face_blendshapes=True)
+    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=astronaut))
+    names = {c.category_name for c in result.face_blendshapes[0]}
+    assert names == (set(ARKIT_NAMES) - {"tongueOut"}) | {"_neutral"}
+
+
+def test_photo_track_is_consistent_with_the_camera_and_pose(face_model_path, astronaut, tmp_path):
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    track, stats = track_media(open_media(tmp_path / "face.png"), progress=False)
+    assert len(track) == 1 and track.found[0] and stats.found_fraction == 1.0
+    lm = track.landmarks_px[0]
+    assert np.all((lm[:, :2] > 0) & (lm[:, :2] < 256))
+    assert np.all((track.weights[0] >= 0) & (track.weights[0] <= 1))
+    # The pose and the 63-degree camera must put the canonical mesh onto the landmarks.
+    mesh = load_canonical_mesh(face_model_path)
+    head = mesh.vertices_cm @ rotvec_to_matrix(track.head_rotation[0]).T + track.head_translation_cm[0]
+    uv, depth = track.camera.project(head)
+    face_width_px = np.ptp(lm[:468, 0])
+    assert np.all(depth > 0)
+    assert np.linalg.norm(uv - lm[:468, :2], axis=1).mean() < 0.06 * face_width_px
+
+
+def test_video_gaps_are_flagged_short_ones_filled_and_saved(face_model_path, astronaut, tmp_path):
+    short, long = {10, 11}, set(range(30, 46))
+    gap_video(tmp_path / "clip.mp4", astronaut, short | long)
+    source = open_media(tmp_path / "clip.mp4")
+    track, stats = track_media(source, max_gap_s=0.25, smoothing=TrackSmoothing(), progress=False)
+    assert np.array_equal(np.flatnonzero(~track.found), sorted(short | long))
+    assert track.valid[sorted(short)].all() and not track.valid[sorted(long)].any()
+    assert np.isnan(track.landmarks_px[sorted(long)]).all() and np.isfinite(track.landmarks_px[track.valid]).all()
+    assert stats.frames == 60 and stats.found_fraction == pytest.approx(42 / 60)
+    assert np.allclose(track.time_s, np.arange(60) / FPS)
+    assert track.smoothing is not None and track.smoothing["lag_ms"] >= 0
+
+    track.save(tmp_path / "clip.npz")
+    again = Track.load(tmp_path / "clip.npz")
+    assert np.array_equal(again.landmarks_px, track.landmarks_px, equal_nan=True)
+    assert again.smoothing == track.smoothing and again.camera.to_dict() == track.camera.to_dict()
+
+    write_preview(source, track, tmp_path / "preview.mp4", progress=False)
+    preview = open_media(tmp_path / "preview.mp4")
+    assert (preview.num_frames, preview.width_px) == (60, 256)
+
+
+def test_a_video_without_any_face_is_an_error(face_model_path, astronaut, tmp_path):
+    gap_video(tmp_path / "empty.mp4", astronaut, set(range(20)), frames=20)
+    with pytest.raises(InputError, match="no face found in any of the 20 frames"):
+        track_media(open_media(tmp_path / "empty.mp4"), progress=False)
+
+
+def test_landmarker_picks_the_largest_of_several_faces(face_model_path, astronaut):
+    # The short-range face detector sees the frame at 128 px: keep both faces big.
+    canvas = np.full((512, 512, 3), 127, np.uint8)
+    canvas[:256, :256] = astronaut
+    canvas[-220:, -220:] = cv2.resize(astronaut, (220, 220))
+    with FaceLandmarker(face_model_path, video=False) as landmarker:
+        detection = landmarker.detect(canvas)
+    assert detection is not None and detection.num_faces == 2
+    assert detection.landmarks_norm[:, :2].max() < 0.5  # the big face, top left
+
+
+def test_damaged_track_file_is_refused(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(InputError, match="not a readable track file"):
+        Track.load(tmp_path / "bad.npz")
