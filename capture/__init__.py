@@ -9,7 +9,7 @@ from capture.face_model import FACE_MODEL_SHA256, cache_dir, fetch_face_model, r
 from capture.jitter import jitter_px, stillest_window
 from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, Detection, FaceLandmarker
 from capture.media import Frame, MediaSource, open_media
-from capture.preview import draw_mesh, write_preview
+from capture.preview import draw_mesh, face_closeup, write_preview
 from capture.smoothing import OneEuroParams, TrackSmoothing, fill_gaps, one_euro, smooth_track
 from capture.tracking import TrackingStats, track_media
 
@@ -19,7 +19,7 @@ __all__ = [
     "jitter_px", "stillest_window",
     "MEDIAPIPE_VERTICAL_FOV_DEG", "Detection", "FaceLandmarker",
     "Frame", "MediaSource", "open_media",
-    "draw_mesh", "write_preview",
+    "draw_mesh", "face_closeup", "write_preview",
     "OneEuroParams", "TrackSmoothing", "fill_gaps", "one_euro", "smooth_track",
     "TrackingStats", "track_media",
 ]

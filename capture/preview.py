@@ -47,12 +47,33 @@ def draw_mesh(image: np.ndarray, landmarks_px: np.ndarray, edges: np.ndarray, *,
     mesh = out.copy()
     cv2.polylines(mesh, list(pts[edges]), False, _MESH_FILLED if interpolated else _MESH_FOUND,
                   thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
-    out = cv2.addWeighted(mesh, 0.45, out, 0.55, 0)
+    # A small face packs its ~1300 edges densely: fade them so the face stays visible.
+    face_px = float(np.ptp(landmarks_px[:, 0]))
+    opacity = float(np.clip(face_px / 600, 0.12, 0.45))
+    out = cv2.addWeighted(mesh, opacity, out, 1 - opacity, 0)
     for name, colour in _GROUP_COLOURS.items():
         cv2.polylines(out, [pts[LANDMARK_GROUPS[name]]], True, colour, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
     if interpolated:
         _label(out, "interpolated")
     return out
+
+
+def face_closeup(image: np.ndarray, landmarks_px: np.ndarray, edges: np.ndarray, size_px: int = 512) -> np.ndarray:
+    """Side by side, the face as filmed and with its mesh, cropped and scaled to `size_px`.
+
+    Args:
+        image: [H, W, 3] uint8 RGB with one tracked face.
+        landmarks_px: [478, 2+] its landmarks (finite).
+    Returns:
+        [size_px, 2 * size_px, 3] uint8 RGB.
+    """
+    lo, hi = landmarks_px[:, :2].min(axis=0), landmarks_px[:, :2].max(axis=0)
+    centre, half = (lo + hi) / 2, 0.65 * float(np.max(hi - lo))
+    zoom = size_px / (2 * half)
+    affine = np.float32([[zoom, 0, size_px / 2 - zoom * centre[0]], [0, zoom, size_px / 2 - zoom * centre[1]]])
+    crop = cv2.warpAffine(image, affine, (size_px, size_px), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    zoomed = landmarks_px[:, :2] * zoom + affine[:, 2]
+    return np.hstack([crop, draw_mesh(crop, zoomed, edges)])
 
 
 def _label(image: np.ndarray, text: str) -> None:

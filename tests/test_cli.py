@@ -87,4 +87,5 @@ def test_track_json_summary_and_demo(tmp_path, capsys):
 
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
     assert "result:" in capsys.readouterr().out
-    assert (tmp_path / "demo" / "astronaut_mesh.png").is_file() and (tmp_path / "demo" / "astronaut.track.npz").is_file()
+    assert cv2.imread(str(tmp_path / "demo" / "astronaut_mesh.png")).shape == (512, 1024, 3)
+    assert (tmp_path / "demo" / "astronaut.track.npz").is_file()

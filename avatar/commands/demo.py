@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from skimage import data
 
     from avatar import OutputError, atomic_output
-    from capture import open_media, track_media, write_preview
+    from capture import face_closeup, load_canonical_mesh, mesh_edges, open_media, track_media
 
     out = args.output_dir
     try:
@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     source = open_media(photo)
     track, stats = track_media(source, progress=False)
     track.save(out / "astronaut.track.npz")
-    picture = write_preview(source, track, out / "astronaut_mesh.png", progress=False)
+    picture = out / "astronaut_mesh.png"
+    closeup = face_closeup(next(source.frames()).image, track.landmarks_px[0],
+                           mesh_edges(load_canonical_mesh().triangles))
+    with atomic_output(picture) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(closeup, cv2.COLOR_RGB2BGR))
     print(f"tracked the sample photo in {stats.ms_per_frame:.0f} ms: 478 landmarks, 52 ARKit weights, head pose")
     print(f"result: {picture} (track data: {out / 'astronaut.track.npz'})")
     return 0
