@@ -44,7 +44,7 @@ from capture.face_model import resolve_face_model
 
 METADATA_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
 NUM_MESH_VERTICES = 468  # landmarks 0..467 are the mesh vertices
-NUM_LANDMARKS = 478  # ... and 468..477 the two irises (centre + 4 ring points each)
+# Landmarks 468..477 (of avatar.NUM_LANDMARKS = 478) are the two irises: centre + 4 ring points each.
 RIGHT_IRIS_CENTER = 468
 LEFT_IRIS_CENTER = 473
 

@@ -102,3 +102,15 @@ def test_damaged_track_file_is_refused(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(InputError, match="not a readable track file"):
         Track.load(tmp_path / "bad.npz")
+
+
+def test_folder_of_photos_is_tracked_frame_by_frame(face_model_path, astronaut, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "1.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(photos / "2.png"), np.full_like(astronaut, 60))
+    cv2.imwrite(str(photos / "3.png"), cv2.cvtColor(astronaut[:, ::-1], cv2.COLOR_RGB2BGR))
+    track, _ = track_media(open_media(photos), max_gap_s=0, progress=False)
+    assert track.found.tolist() == [True, False, True]
+    # A mirrored face turns the other way: its yaw changes sign.
+    assert np.sign(track.head_rotation[0, 1]) == -np.sign(track.head_rotation[2, 1])
