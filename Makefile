@@ -3,8 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages: EGL/GL for OpenCV and the GL renderer.
-DEB_PACKAGES := libgl1 libegl1 libgles2 libglib2.0-0
+# Debian packages: GL for OpenCV; EGL and Mesa (llvmpipe) for the headless GL renderer.
+DEB_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0
 
 .PHONY: demo test install system-packages clean
 
