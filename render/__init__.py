@@ -1,9 +1,17 @@
-"""Rendering: turning a head and a FaceState into pictures, and pictures into video.
+"""Rendering: a Gaussian head and a FaceState into pictures, and pictures into video.
 
-For now this holds the video encoder; the Gaussian head and its renderer
-backends (reference, cpu, gl) arrive with the renderer work.
+`GaussianHead.evaluate(state)` gives world-space `Gaussians`; a `Renderer`
+backend (`create_renderer("cpu" | "gl" | "reference" | "auto")`) turns them
+into RGBA images for a `Camera`; `VideoWriter` streams frames to MP4.
 """
 
+from render.cameras import DEFAULT_IPD_CM, StereoRig, look_at, orbit_camera, side_by_side, turntable
+from render.gaussians import Gaussians
+from render.head import GaussianHead
+from render.renderer import BACKENDS, Renderer, create_renderer
 from render.video import VideoWriter
 
-__all__ = ["VideoWriter"]
+__all__ = [
+    "DEFAULT_IPD_CM", "StereoRig", "look_at", "orbit_camera", "side_by_side", "turntable",
+    "Gaussians", "GaussianHead", "BACKENDS", "Renderer", "create_renderer", "VideoWriter",
+]

@@ -48,3 +48,57 @@ def hard_scenes(seed: int = 0) -> dict[str, tuple[Camera, Gaussians]]:
     sheet.opacities[:] = 0.98
     scenes["opaque_ties"] = (camera, sheet)
     return scenes
+
+
+HEAD_CENTRE_CM = (0.0, 0.0, -45.0)
+HEAD_RADII_CM = (7.5, 9.5, 8.5)  # half width, half height, half depth: a head-sized ellipsoid
+HEAD_FOV_DEG = 30.0
+_SURFACE_FRACTION = 0.8
+
+
+def _tangent_frames(normals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[N, 3] unit normals -> [N, 3, 3] rotations whose column 2 is the normal, the tangents turned at random."""
+    helper = rng.normal(size=normals.shape)
+    t1 = np.cross(normals, helper)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    t2 = np.cross(normals, t1)
+    return np.stack([t1, t2, normals], axis=2)
+
+
+def head_like_scene(num_gaussians: int, size_px: int, seed: int = 0) -> tuple[Camera, Gaussians]:
+    """A benchmark scene shaped like a trained head: the same Gaussians at any resolution.
+
+    80% are flat, mostly opaque surfels on an ellipsoid of radii `HEAD_RADII_CM` centred
+    45 cm in front of a camera with a 30 deg vertical field of view (the head covers
+    ~40% of the square frame); 20% fill its inside, hidden behind the surface. Surfel
+    standard deviations are 0.035-0.25 cm, i.e. ~0.8-6 px at 512 px (full widths at
+    half maximum ~2-15 px), so a pixel of the face meets tens of Gaussians.
+
+    Returns:
+        A `size_px` x `size_px` camera at the origin looking down -z, and the Gaussians.
+    """
+    rng = np.random.default_rng(seed)
+    radii = np.asarray(HEAD_RADII_CM)
+    n_surface = int(round(num_gaussians * _SURFACE_FRACTION))
+    n_inside = num_gaussians - n_surface
+
+    directions = rng.normal(size=(n_surface, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    normals = directions / radii  # an ellipsoid's normal at radii * d is along d / radii
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    tangent_sigma_cm = np.exp(rng.uniform(np.log(0.035), np.log(0.25), n_surface))
+    surface_scales = tangent_sigma_cm[:, None] * np.exp(rng.normal(size=(n_surface, 3)) * 0.25)
+    surface_scales[:, 2] *= 0.2  # thin along the normal, as trained surfels are
+
+    inside_points = rng.normal(size=(n_inside, 3))
+    inside_points *= (rng.uniform(0, 0.9, n_inside) ** (1 / 3) / np.linalg.norm(inside_points, axis=1))[:, None]
+
+    opaque = rng.uniform(size=num_gaussians) < 0.75
+    skin = np.array([0.85, 0.62, 0.52])
+    return Camera.from_vertical_fov(size_px, size_px, HEAD_FOV_DEG), Gaussians(
+        means=np.concatenate([directions * radii, inside_points * radii]) + np.asarray(HEAD_CENTRE_CM),
+        rotations=np.concatenate([_tangent_frames(normals, rng), rotvec_to_matrix(rng.normal(size=(n_inside, 3)))]),
+        scales=np.concatenate([surface_scales, np.exp(rng.uniform(np.log(0.1), np.log(0.5), (n_inside, 3)))]),
+        opacities=np.where(opaque, rng.uniform(0.85, 1.0, num_gaussians), rng.uniform(0.1, 0.85, num_gaussians)),
+        colors=np.clip(skin + rng.normal(size=(num_gaussians, 3)) * 0.08, 0, 1),
+    )

@@ -14,11 +14,14 @@ from avatar.files import atomic_output
 
 
 class VideoWriter:
-    """Write RGB frames one by one to an MP4 (H.264, yuv420p).
+    """Write RGB frames one by one to an MP4 (H.264, yuv420p), with an optional AAC audio track.
 
     The file appears at `path` only when the writer closes without an error;
     until then frames go to a temporary file beside it. Odd frame sizes are
-    padded by one pixel, since yuv420p needs even ones.
+    padded by one pixel, since yuv420p needs even ones. Audio, if given, is
+    muxed as the video advances (frame i starts at i / fps seconds, as does
+    the audio sample at i / fps * sample_rate), so memory stays constant
+    however long the video.
 
     Example:
         with VideoWriter("out.mp4", fps=30) as video:
@@ -26,7 +29,13 @@ class VideoWriter:
                 video.write(image)
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 20, preset: str = "veryfast") -> None:
+    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 20, preset: str = "veryfast",
+                 audio: np.ndarray | None = None, sample_rate: int = 16000) -> None:
+        """
+        Args:
+            audio: [S] or [S, C] float samples in [-1, 1], or None for a silent video.
+            sample_rate: of `audio`, Hz.
+        """
         self.path = Path(path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.crf, self.preset = crf, preset
@@ -34,6 +43,13 @@ class VideoWriter:
         self._output = atomic_output(self.path)
         self._container = av.open(str(self._output.tmp), mode="w", format="mp4")
         self._stream = None
+        self._audio = None
+        if audio is not None:
+            samples = np.asarray(audio, dtype=np.float32)
+            self._audio = np.ascontiguousarray((samples[:, None] if samples.ndim == 1 else samples).T)  # [C, S]
+            self._audio_stream = self._container.add_stream("aac", rate=sample_rate)
+            self._audio_stream.layout = "mono" if len(self._audio) == 1 else "stereo"
+            self._audio_pos = 0
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -56,6 +72,21 @@ class VideoWriter:
         frame.pts = self.frames_written
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
+        self._mux_audio_until(float(self.frames_written / self.fps))
+
+    def _mux_audio_until(self, time_s: float) -> None:
+        """Encode audio up to `time_s`, keeping it interleaved with the video."""
+        if self._audio is None:
+            return
+        rate = self._audio_stream.rate
+        end = self._audio.shape[1] if time_s == float("inf") else min(self._audio.shape[1], round(time_s * rate))
+        while self._audio_pos < end:
+            chunk = self._audio[:, self._audio_pos:min(end, self._audio_pos + 1024)]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
+                                               layout=self._audio_stream.layout.name)
+            frame.sample_rate, frame.pts = rate, self._audio_pos
+            self._container.mux(self._audio_stream.encode(frame))
+            self._audio_pos += chunk.shape[1]
 
     def close(self) -> None:
         """Flush the encoder and move the finished file into place."""
@@ -65,6 +96,9 @@ class VideoWriter:
             self.abort()
             raise ValueError("no frames were written")
         self._container.mux(self._stream.encode(None))
+        if self._audio is not None:
+            self._mux_audio_until(float("inf"))
+            self._container.mux(self._audio_stream.encode(None))
         self._container.close()
         self._container = None
         self._output.commit()

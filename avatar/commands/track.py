@@ -15,6 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="track file to write (.npz)")
     p.add_argument("--preview", type=Path, help="also write the input with the tracked mesh drawn over it "
                    "(.mp4, or .png/.jpg for a photo)")
+    p.add_argument("--weights-csv", type=Path, metavar="CSV",
+                   help="also write the ARKit weights per frame as CSV (the input of `avatar render --weights`)")
     p.add_argument("--smooth", action="store_true", help="apply a One-Euro filter against jitter "
                    "(adds lag; the measured lag is printed and stored in the track)")
     p.add_argument("--smooth-min-cutoff", type=float, metavar="HZ",
@@ -31,11 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avatar import check_writable
+    from avatar.weights_csv import write_weights_csv
     from capture import TrackSmoothing, open_media, track_media, write_preview
 
-    check_writable(args.output)
-    if args.preview:
-        check_writable(args.preview)
+    for path in (args.output, args.preview, args.weights_csv):
+        if path:
+            check_writable(path)
     source = open_media(args.input)
     smoothing = None
     if args.smooth:
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     track, stats = track_media(source, model_path=args.face_model, smoothing=smoothing,
                                max_gap_s=args.max_gap, progress=not args.quiet)
     track.save(args.output)
+    if args.weights_csv:
+        write_weights_csv(args.weights_csv, track.time_s, track.weights)
     if args.preview:
         write_preview(source, track, args.preview, progress=not args.quiet)
     summary = {

@@ -1,0 +1,43 @@
+"""Reading audio files of any common format and sample rate (decoded with PyAV)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from avatar.errors import InputError
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of `path` to mono float32.
+
+    Args:
+        sample_rate: resample to this rate (Hz); None keeps the file's own.
+    Returns:
+        samples [S] float32 in [-1, 1], and their sample rate in Hz.
+    Raises:
+        InputError: missing, unreadable or damaged file, or one without audio.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise InputError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            rate = sample_rate or stream.rate
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(stream)
+                      for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path} is not a readable audio file ({exc.strerror or exc})") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if not len(samples):
+        raise InputError(f"{path} holds no audio samples")
+    return samples.astype(np.float32), int(rate)

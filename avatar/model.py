@@ -1,0 +1,60 @@
+"""`Avatar`: a person's animatable head as stored in an `.avatar` bundle."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avatar.bundle import Bundle, read_bundle, write_bundle
+from avatar.camera import Camera
+from avatar.errors import BundleError
+from render import GaussianHead, orbit_camera
+
+AVATAR_KIND = "gaussian-head"
+FRAMING_FOV_DEG = 25.0
+
+
+@dataclass
+class Avatar:
+    """A named GaussianHead plus free-form metadata (source, how it was made)."""
+
+    head: GaussianHead
+    name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the `.avatar` bundle atomically."""
+        meta = {**self.metadata, "kind": AVATAR_KIND, "name": self.name, "gaussians": len(self.head)}
+        return write_bundle(path, Bundle(arrays=self.head.to_bundle_arrays(), metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Avatar":
+        """Read an `.avatar` bundle; BundleError / InputError with one clear line when it is unusable."""
+        bundle = read_bundle(path)
+        if bundle.metadata.get("kind") != AVATAR_KIND:
+            raise BundleError(f"{path} is an .avatar bundle but holds no Gaussian head "
+                              f"(kind {bundle.metadata.get('kind')!r})")
+        metadata = {k: v for k, v in bundle.metadata.items() if k not in ("kind", "name")}
+        return cls(GaussianHead.from_bundle(bundle), str(bundle.metadata.get("name", Path(path).stem)), metadata)
+
+    def framing(self) -> tuple[np.ndarray, float]:
+        """Centre (cm, head space) and radius (cm) of a sphere around the neutral head's Gaussians."""
+        from avatar.face_state import FaceState
+
+        means = self.head.evaluate(FaceState()).means
+        lo, hi = means.min(axis=0), means.max(axis=0)
+        centre = (lo + hi) / 2
+        return centre, float(np.linalg.norm(hi - lo) / 2)
+
+    def front_camera(self, width_px: int, height_px: int, yaw_rad: float = 0.0, pitch_rad: float = 0.0) -> Camera:
+        """A camera that frames the whole head, looking at its face from `yaw_rad`, `pitch_rad`."""
+        centre, radius = self.framing()
+        # The narrower of the two fields of view must hold the sphere.
+        half_fov = math.atan(math.tan(math.radians(FRAMING_FOV_DEG) / 2) * min(1.0, width_px / height_px))
+        distance = 1.1 * radius / math.sin(half_fov)
+        return orbit_camera(centre, distance, yaw_rad, pitch_rad, width_px, height_px, FRAMING_FOV_DEG)
