@@ -19,7 +19,7 @@ from render.head import triangle_frames
 
 _OPACITY = 0.95
 _THICKNESS = 0.15  # normal extent of a surface Gaussian, relative to its in-plane extent
-_OVERLAP = 0.7  # in-plane standard deviation, relative to the spacing between Gaussians
+_OVERLAP = 1.0  # in-plane standard deviation, relative to the spacing between Gaussians
 
 
 def person_mesh(mesh: CanonicalFaceMesh, track: Track, frame: int = 0) -> np.ndarray:

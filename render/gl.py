@@ -58,6 +58,10 @@ def back_to_front(camera: Camera, means: np.ndarray) -> np.ndarray:
 class GlRenderer(Renderer):
     """OpenGL splatting through moderngl on a standalone EGL context.
 
+    `last_timings_ms` stages: `sort` (depths, argsort), `upload` (packing the
+    covariances, gathering rows in draw order, the buffer write), `draw`
+    (clear, draw, ctx.finish), `readback` (into numpy).
+
     Attributes:
         device: the GL_RENDERER string, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
         is_software: True when that is a CPU rasterizer (llvmpipe, softpipe, swrast).
@@ -76,7 +80,7 @@ class GlRenderer(Renderer):
                                ("u_min_alpha", MIN_ALPHA), ("u_max_alpha", MAX_ALPHA)):
             self._program[uniform].value = value
         self._quad = self._ctx.buffer(_QUAD_CORNERS.tobytes())
-        # Grown or shrunk in place with `orphan`, so the vertex array stays bound to the same buffer.
+        # Resized with `orphan`, which keeps the buffer object, so the vertex array stays valid.
         self._instances = self._ctx.buffer(reserve=4 * _INSTANCE_FLOATS)
         self._vao = self._ctx.vertex_array(self._program, [(self._quad, "2f", "a_corner"),
                                                            (self._instances, *_INSTANCE_LAYOUT)])
@@ -140,10 +144,12 @@ class GlRenderer(Renderer):
         return rgba
 
     def _upload(self, rows: np.ndarray) -> None:
-        """Replace the instance buffer's contents with `rows` [N, 13] float32, orphaning the old storage."""
+        """Replace the instance buffer's contents with `rows` [N, 13] float32."""
         data = np.ascontiguousarray(rows)
-        # Orphaning lets the driver hand out fresh storage instead of waiting on a draw still reading it.
-        self._instances.orphan(data.nbytes)
+        # Each frame ends with ctx.finish(), so no draw still reads the storage: an equal size is
+        # overwritten in place, and only a new size asks for fresh storage.
+        if self._instances.size != data.nbytes:
+            self._instances.orphan(data.nbytes)
         self._instances.write(data)
 
     def _set_camera(self, camera: Camera) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 DEFAULT_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "video"
@@ -20,6 +21,114 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"videos or folders of videos (default: {DEFAULT_VIDEOS})")
     t.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     t.set_defaults(run=run_track)
+
+    r = kinds.add_parser("render", help="renderer speed per stage on a Gaussian head, every backend on one scene",
+                         description="Places N Gaussians on the sample photo's face, frames it, and renders "
+                                     "frames with the head turning; prints FPS and median ms per stage "
+                                     "(deform = GaussianHead.evaluate) of a warm run, and the peak RSS.")
+    r.add_argument("--gaussians", type=int, default=30_000, metavar="N", help="Gaussians on the head; default 30000")
+    r.add_argument("--size", type=_size, default=(512, 512), metavar="S|WxH",
+                   help="frame size: S for SxS, or WxH; default 512")
+    r.add_argument("--backend", default="all", choices=("cpu", "gl", "reference", "all"),
+                   help="backend to measure; all = each one on the same scene (default)")
+    r.add_argument("--frames", type=int, default=60, help="frames per fast backend (reference: 1); default 60")
+    r.add_argument("--stereo", action="store_true", help="two eyes per frame (6.3 cm apart), each of --size")
+    r.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    r.set_defaults(run=run_render)
+
+    q = kinds.add_parser("parity", help="PSNR of every backend against the reference on hard scenes",
+                         description="Rotated, stretched, overlapping, near-plane, off-screen and opaque-tie "
+                                     "scenes, on black and on a colour; PSNR over RGBA with peak 1.")
+    q.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    q.set_defaults(run=run_parity)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, _, h = text.lower().partition("x")
+        size = (int(w), int(h or w))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use S or WxH in pixels") from None
+    if not all(16 <= v <= 8192 for v in size):
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: 16..8192 pixels")
+    return size
+
+
+def _fast_backends(requested: str) -> list[str]:
+    """The backends to time; with `all`, those that can start here (a missing GL is reported, not fatal)."""
+    import logging
+
+    from avatar import AvatarError
+    from render import create_renderer
+
+    if requested != "all":
+        return [requested]
+    names = []
+    for name in ("cpu", "gl"):
+        try:
+            create_renderer(name).close()
+            names.append(name)
+        except AvatarError as exc:
+            logging.getLogger(__name__).warning("skipping the %s backend: %s", name, exc)
+    return names + ["reference"]
+
+
+def run_render(args: argparse.Namespace) -> int:
+    import cv2
+    from skimage import data
+
+    from avatar.model import Avatar
+    from capture import generic_expression_basis, head_from_photo, load_canonical_mesh, open_media, track_media
+    from render import StereoRig, create_renderer
+    from render.benchmark import peak_rss_mb, time_backend
+
+    image = data.astronaut()
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "astronaut.png"
+        cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        track, _ = track_media(open_media(photo), progress=False)
+    mesh = load_canonical_mesh()
+    head = head_from_photo(image, track, mesh, expression_basis=generic_expression_basis(mesh),
+                           num_gaussians=args.gaussians)
+    width, height = args.size
+    camera = Avatar(head, "bench").front_camera(width, height)
+    eyes = StereoRig().eyes(camera) if args.stereo else (camera,)
+    results = {}
+    for name in _fast_backends(args.backend):
+        # The dense reference takes minutes per frame at full size: one warm-up, one timed frame.
+        frames, warmup = (2, 1) if name == "reference" else (args.frames + 3, 3)
+        with create_renderer(name) as renderer:
+            results[name] = time_backend(renderer, head, [eyes] * frames, warmup=warmup)
+        if not args.json:
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in results[name]["ms"].items())
+            print(f"{name:10s} {results[name]['fps']:8.2f} FPS   ms: {stages}")
+    summary = {"backends": results, "gaussians": args.gaussians, "size": f"{width}x{height}",
+               "stereo": args.stereo, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.gaussians} Gaussians, {width}x{height}{' x2 (stereo)' if args.stereo else ''}, "
+              f"peak RSS {summary['peak_rss_mb']} MB")
+    return 0
+
+
+def run_parity(args: argparse.Namespace) -> int:
+    from render import create_renderer
+    from render.benchmark import parity
+
+    renderers = [create_renderer(name) for name in _fast_backends("all") if name != "reference"]
+    try:
+        result = parity(renderers, create_renderer("reference"))
+    finally:
+        for renderer in renderers:
+            renderer.close()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name, row in result["per_backend"].items():
+            print(f"{name:6s} min {row['psnr_min']:6.2f} dB   " +
+                  "  ".join(f"{scene} {db:.1f}" for scene, db in row["scenes"].items()))
+    return 0
 
 
 def _video_paths(given: list[Path]) -> list[Path]:

@@ -1,40 +1,86 @@
-"""`avatar demo`: the main job on a built-in default (scikit-image's astronaut photo)."""
+"""`avatar demo`: the main job on a built-in default (scikit-image's astronaut photo).
+
+Tracks the photo, places a Gaussian head on the tracked face, and renders it
+turning round and pulling faces.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+
+DEMO_SIZE_PX = 512
+DEMO_FPS = 30
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run the main job on the built-in sample photo", description=__doc__)
     p.add_argument("-o", "--output-dir", type=Path, default=Path("out/demo"), help="folder for the results")
+    p.add_argument("--backend", default="auto", help="renderer for the videos: cpu, gl or auto (default)")
     p.set_defaults(run=run)
+
+
+def expression_states(seconds: float, fps: float) -> list:
+    """FaceStates that open the jaw, smile, blink and raise the brows in turn."""
+    import numpy as np
+
+    from avatar import FaceState, index_of
+
+    states = []
+    for i in range(round(seconds * fps)):
+        t = i / fps
+        w = np.zeros(52, np.float32)
+        w[index_of("jawOpen")] = max(0.0, math.sin(2 * math.pi * t / 2.0)) * 0.8
+        w[index_of("mouthSmileLeft")] = w[index_of("mouthSmileRight")] = max(0.0, math.sin(2 * math.pi * (t - 1.0) / 4.0))
+        w[[index_of("eyeBlinkLeft"), index_of("eyeBlinkRight")]] = 1.0 if (t % 1.5) < 0.15 else 0.0
+        w[index_of("browInnerUp")] = max(0.0, math.sin(2 * math.pi * (t - 2.0) / 4.0))
+        states.append(FaceState(time_s=t, weights=w, head_rotation=[0.0, 0.25 * math.sin(2 * math.pi * t / 4), 0.0]))
+    return states
 
 
 def run(args: argparse.Namespace) -> int:
     import cv2
     from skimage import data
 
-    from avatar import OutputError, atomic_output
-    from capture import face_closeup, load_canonical_mesh, mesh_edges, open_media, track_media
+    from avatar import FaceState, OutputError, atomic_output
+    from avatar.model import Avatar
+    from avatar.video import render_video
+    from capture import (face_closeup, generic_expression_basis, head_from_photo, load_canonical_mesh, mesh_edges,
+                         open_media, track_media)
 
     out = args.output_dir
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out} ({exc.strerror}): choose another --output-dir") from None
+    image = data.astronaut()
     photo = out / "astronaut.png"
     with atomic_output(photo) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    source = open_media(photo)
-    track, stats = track_media(source, progress=False)
+        cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    track, stats = track_media(open_media(photo), progress=False)
     track.save(out / "astronaut.track.npz")
+    mesh = load_canonical_mesh()
     picture = out / "astronaut_mesh.png"
-    closeup = face_closeup(next(source.frames()).image, track.landmarks_px[0],
-                           mesh_edges(load_canonical_mesh().triangles))
     with atomic_output(picture) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(closeup, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(tmp), cv2.cvtColor(face_closeup(image, track.landmarks_px[0], mesh_edges(mesh.triangles)),
+                                           cv2.COLOR_RGB2BGR))
     print(f"tracked the sample photo in {stats.ms_per_frame:.0f} ms: 478 landmarks, 52 ARKit weights, head pose")
-    print(f"result: {picture} (track data: {out / 'astronaut.track.npz'})")
+
+    head = head_from_photo(image, track, mesh, expression_basis=generic_expression_basis(mesh))
+    avatar = Avatar(head, "astronaut", {"source": "scikit-image astronaut (public domain)", "made_by": "avatar demo"})
+    avatar.save(out / "astronaut.avatar")
+    seconds = 6.0
+    count = round(seconds * DEMO_FPS)
+    turntable = out / "astronaut_turntable.mp4"
+    backend = render_video(
+        avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX, yaw_rad=2 * math.pi * i / count) for i in range(count)],
+        [FaceState(time_s=i / DEMO_FPS) for i in range(count)], turntable, fps=DEMO_FPS, backend=args.backend,
+        progress=False)
+    states = expression_states(8.0, DEMO_FPS)
+    expressions = out / "astronaut_expressions.mp4"
+    render_video(avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX)] * len(states), states, expressions,
+                 fps=DEMO_FPS, backend=args.backend, progress=False)
+    print(f"placed {len(head)} Gaussians on the face -> {out / 'astronaut.avatar'}; rendered with the {backend} backend")
+    print(f"result: {picture}, {turntable}, {expressions}")
     return 0
