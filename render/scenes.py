@@ -1,6 +1,7 @@
 """Hard test scenes for backend parity: each a camera and a small set of Gaussians.
 
 Small images (non-square, so a swapped axis shows) keep the dense reference fast.
+`head_like_scene` is the benchmark scene: a head-sized, mostly opaque cloud at any resolution.
 """
 
 from __future__ import annotations
