@@ -1,8 +1,9 @@
 """The reference rasterizer: the splatting equations of `render.gaussians`, in plain torch.
 
-Short and readable rather than fast: every pixel meets every Gaussian, in
-depth-sorted chunks. It is differentiable through torch autograd, and it is
-the truth the fast backends are tested against.
+Short and readable rather than fast: Gaussians go in depth-sorted chunks, and
+each chunk meets every still-open pixel inside its supports' bounding box.
+It is differentiable through torch autograd, and it is the truth the fast
+backends are tested against.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def rasterize(camera: Camera, means: torch.Tensor, covariances: torch.Tensor, op
     index = torch.nonzero(keep).squeeze(1)[order]
     means2d, conics, opac, rgb = proj.means2d[index], proj.conics[index], opacities[index], colors[index]
 
+    # Each Gaussian's support (alpha >= MIN_ALPHA) fits in a circle of this radius, px.
+    a, b, c = conics.unbind(-1)
+    lambda_min_conic = 0.5 * (a + c) - torch.sqrt(0.25 * (a - c) ** 2 + b**2)
+    radii = torch.sqrt(2 * torch.log(opac / MIN_ALPHA) / lambda_min_conic)
+
     dtype = means.dtype
     v, u = torch.meshgrid(torch.arange(camera.height_px, dtype=dtype) + 0.5,
                           torch.arange(camera.width_px, dtype=dtype) + 0.5, indexing="ij")
@@ -85,22 +91,36 @@ def rasterize(camera: Camera, means: torch.Tensor, covariances: torch.Tensor, op
     transmittance = torch.ones(len(pixels), dtype=dtype)
     color = torch.zeros(len(pixels), 3, dtype=dtype)
     done = torch.zeros(len(pixels), dtype=torch.bool)
-    chunk = max(1, _CHUNK_ELEMENTS // len(pixels))
-    for start in range(0, len(index), chunk):
-        sl = slice(start, start + chunk)
-        delta = pixels[None] - means2d[sl, None]  # [K, P, 2]
+    start, k = 0, 1
+    while start < len(index):
+        # Only pixels that are still open and inside the chunk's supports can change; the
+        # chunk shrinks until Gaussians x pixels fits the memory bound.
+        while True:
+            sl = slice(start, start + k)
+            lo = (means2d[sl] - radii[sl, None]).detach().min(0).values
+            hi = (means2d[sl] + radii[sl, None]).detach().max(0).values
+            open_pixels = torch.nonzero(~done & (pixels >= lo).all(1) & (pixels <= hi).all(1)).squeeze(1)
+            if k == 1 or k * len(open_pixels) <= _CHUNK_ELEMENTS:
+                break
+            k = max(1, _CHUNK_ELEMENTS // len(open_pixels))
+        start += k
+        k = min(256, max(1, _CHUNK_ELEMENTS // max(1, len(open_pixels))))
+        if not len(open_pixels):
+            continue
+        delta = pixels[None, open_pixels] - means2d[sl, None]  # [K, P', 2]
         a, b, c = (conics[sl, i, None] for i in range(3))
         power = -0.5 * (a * delta[..., 0] ** 2 + 2 * b * delta[..., 0] * delta[..., 1] + c * delta[..., 1] ** 2)
         alpha = torch.clamp(opac[sl, None] * torch.exp(power), max=MAX_ALPHA)
         alpha = torch.where(alpha < MIN_ALPHA, torch.zeros_like(alpha), alpha)
         # A pixel stops before the Gaussian that would push T below the floor, and stays stopped.
-        t_after = transmittance * torch.cumprod(1 - alpha, dim=0)
-        include = torch.cumprod(((t_after >= MIN_TRANSMITTANCE) & ~done).to(dtype), dim=0)
+        t_open = transmittance[open_pixels]
+        t_after = t_open * torch.cumprod(1 - alpha, dim=0)
+        include = torch.cumprod((t_after >= MIN_TRANSMITTANCE).to(dtype), dim=0)
         alpha = alpha * include
-        t_before = transmittance * torch.cumprod(torch.cat([torch.ones_like(alpha[:1]), 1 - alpha[:-1]]), dim=0)
-        color = color + (alpha * t_before).T @ rgb[sl]
-        transmittance = t_before[-1] * (1 - alpha[-1])
-        done = done | (include[-1] == 0)
+        t_before = t_open * torch.cumprod(torch.cat([torch.ones_like(alpha[:1]), 1 - alpha[:-1]]), dim=0)
+        color = color.index_put((open_pixels,), color[open_pixels] + (alpha * t_before).T @ rgb[sl])
+        transmittance = transmittance.index_put((open_pixels,), t_before[-1] * (1 - alpha[-1]))
+        done = done.index_put((open_pixels,), include[-1] == 0)
     out = torch.cat([color + transmittance[:, None] * torch.as_tensor(background, dtype=dtype),
                      (1 - transmittance)[:, None]], dim=-1)
     return out.reshape(camera.height_px, camera.width_px, 4)
