@@ -3,10 +3,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages: GL for OpenCV; EGL and Mesa (llvmpipe) for the headless GL renderer.
-DEB_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0
+# Debian packages: GL for OpenCV; EGL and Mesa (llvmpipe) for the headless GL renderer;
+# espeak-ng for the demo's sentence.
+DEB_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0 espeak-ng
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo test install system-packages train-audio2face clean
 
 demo: install
 	$(VENV)/bin/avatar demo -o out/demo
@@ -23,6 +24,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	$(VENV)/bin/avatar setup
 	touch $(STAMP)
+
+# Retrain the shipped speech-to-face weights from synthetic speech (see README: "Speech to face").
+SPEECH_DATA := data/speech
+train-audio2face: install
+	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="$$(cat scripts/speech-packages.txt)"
+	$(PY) scripts/make_speech_dataset.py --out $(SPEECH_DATA) --count 1500 --seed 0 --fps 60
+	$(PY) scripts/train_audio2face.py --data $(SPEECH_DATA) --out assets/audio2face.safetensors --minutes 25 --seed 0
 
 system-packages:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
