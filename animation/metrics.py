@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from animation.visemes import BILABIALS
 from avatar import index_of
 
 JAW = index_of("jawOpen")
 MOUTH_CLOSE = index_of("mouthClose")
 PRESS = (index_of("mouthPressLeft"), index_of("mouthPressRight"))
-BILABIALS = frozenset({"p", "b", "m"})
 # Lips count as meeting when mouthClose (or mean press) reaches this.
 LIPS_MEET_WEIGHT = 0.35
 

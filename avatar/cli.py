@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 
-from avatar.commands import bench, demo, render, setup, track
+from avatar.commands import bench, demo, render, setup, speech, track
 from avatar.errors import AvatarError
 
-COMMANDS = (setup, demo, track, render, bench)
+COMMANDS = (setup, demo, track, render, speech, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

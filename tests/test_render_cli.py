@@ -6,27 +6,12 @@ import json
 import wave
 
 import av
-import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from avatar import index_of
 from avatar.cli import main
-from avatar.model import Avatar
 from avatar.weights_csv import write_weights_csv
-from capture import generic_expression_basis, head_from_photo, load_canonical_mesh, open_media, track_media
-
-
-@pytest.fixture(scope="module")
-def avatar_path(face_model_path, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("avatar")
-    image = data.astronaut()
-    cv2.imwrite(str(folder / "photo.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    track, _ = track_media(open_media(folder / "photo.png"), progress=False)
-    mesh = load_canonical_mesh(face_model_path)
-    head = head_from_photo(image, track, mesh, expression_basis=generic_expression_basis(mesh), num_gaussians=3000)
-    return Avatar(head, "astronaut").save(folder / "astronaut.avatar")
 
 
 def video_info(path):

@@ -7,7 +7,11 @@ import json
 import tempfile
 from pathlib import Path
 
-DEFAULT_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "video"
+from avatar.commands.bench_speech import run_bilabials, run_lipsync
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DEFAULT_VIDEOS = SHARED_DATA / "video"
+DEFAULT_LIBRIVOX = SHARED_DATA / "audio" / "librivox"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +45,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                      "scenes, on black and on a colour; PSNR over RGBA with peak 1.")
     q.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     q.set_defaults(run=run_parity)
+
+    s = kinds.add_parser("lipsync", help="speech-to-face accuracy on real talking videos, against two baselines",
+                         description="Predicts ARKit weights from each video's own audio (default model, no tuning "
+                                     "on the clip) and compares them with the weights and lip landmarks tracked in "
+                                     "the video: lip vertex error (cm, canonical pose-free space, lips mapped "
+                                     "from weights by a ridge fit on the clip's own track, every candidate added "
+                                     "to the person's resting face = each weight's 10th percentile) and jawOpen "
+                                     "correlation, for the model, a loudness-driven jaw (affine fit to the tracked "
+                                     "jaw) and the resting face alone.")
+    s.add_argument("videos", type=Path, nargs="+", help="talking-head videos with their speech")
+    s.add_argument("--model", type=Path, help="audio-to-face weights (.safetensors); default: the shipped model")
+    s.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    s.set_defaults(run=run_lipsync)
+
+    b = kinds.add_parser("bilabials", help="do the lips meet on p/b/m? (speech with phone timings)",
+                         description="For every p/b/m phone in the recordings' .phone.json alignments: do the "
+                                     "predicted lips meet (mouthClose or press >= 0.35) within 40 ms of it.")
+    b.add_argument("folder", type=Path, nargs="?", default=DEFAULT_LIBRIVOX,
+                   help=f"folder of .wav + .phone.json pairs (default: {DEFAULT_LIBRIVOX})")
+    b.add_argument("--model", type=Path, help="audio-to-face weights (.safetensors); default: the shipped model")
+    b.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+    b.set_defaults(run=run_bilabials)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -177,3 +203,4 @@ def run_track(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"videos": results}))
     return 0
+

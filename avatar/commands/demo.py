@@ -1,7 +1,7 @@
 """`avatar demo`: the main job on a built-in default (scikit-image's astronaut photo).
 
-Tracks the photo, places a Gaussian head on the tracked face, and renders it
-turning round and pulling faces.
+Tracks the photo, places a Gaussian head on the tracked face, renders it
+turning round and pulling faces, and has it say a sentence (espeak-ng's voice).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 DEMO_SIZE_PX = 512
 DEMO_FPS = 30
+DEMO_SENTENCE = "Hello! I am the avatar of an astronaut. I can talk, blink and smile, in real time, on a plain computer."
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from avatar import FaceState, OutputError, atomic_output
     from avatar.model import Avatar
+    from avatar.speech import speech_states
     from avatar.video import render_video
     from capture import (face_closeup, generic_expression_basis, head_from_photo, load_canonical_mesh, mesh_edges,
                          open_media, track_media)
@@ -82,5 +84,25 @@ def run(args: argparse.Namespace) -> int:
     render_video(avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX)] * len(states), states, expressions,
                  fps=DEMO_FPS, backend=args.backend, progress=False)
     print(f"placed {len(head)} Gaussians on the face -> {out / 'astronaut.avatar'}; rendered with the {backend} backend")
-    print(f"result: {picture}, {turntable}, {expressions}")
+    speaking = out / "astronaut_speaks.mp4"
+    audio = say(DEMO_SENTENCE, out / "sentence.wav")
+    states = speech_states(*audio, DEMO_FPS, emotion="happy", intensity=0.4)
+    render_video(avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX)] * len(states), states, speaking,
+                 fps=DEMO_FPS, backend=args.backend, audio=audio, progress=False)
+    print(f"result: {picture}, {turntable}, {expressions}, {speaking}")
     return 0
+
+
+def say(text: str, path: Path):
+    """Speak `text` with espeak-ng into the WAV `path`; returns (samples, sample rate)."""
+    import shutil
+    import subprocess
+
+    from avatar import AvatarError, atomic_output
+    from avatar.audio import read_audio
+
+    if shutil.which("espeak-ng") is None:
+        raise AvatarError("espeak-ng is not installed: `apt-get install espeak-ng` (make demo does it)")
+    with atomic_output(path) as tmp:
+        subprocess.run(["espeak-ng", "-s", "150", "-w", str(tmp), text], check=True, capture_output=True)
+    return read_audio(path)
