@@ -1,4 +1,4 @@
-"""Camera rigs: look-at, orbit (turntable), and a stereo pair for headsets."""
+"""Camera rigs: look-at, orbit (a turntable is a ring of orbit cameras), and a stereo pair for headsets."""
 
 from __future__ import annotations
 
@@ -33,17 +33,6 @@ def orbit_camera(target_cm: np.ndarray, distance_cm: float, yaw_rad: float, pitc
                           math.cos(yaw_rad) * math.cos(pitch_rad)])
     eye = np.asarray(target_cm, dtype=np.float64) + distance_cm * direction
     return Camera.from_vertical_fov(width_px, height_px, vertical_fov_deg, look_at(eye, target_cm))
-
-
-def turntable(num_frames: int, target_cm: np.ndarray, distance_cm: float, width_px: int, height_px: int,
-              vertical_fov_deg: float, pitch_rad: float = 0.0, max_yaw_rad: float = math.pi) -> list[Camera]:
-    """`num_frames` cameras orbiting the target once (yaw from -max to +max and back for less than a full turn)."""
-    if max_yaw_rad >= math.pi:
-        yaws = np.linspace(0, 2 * math.pi, num_frames, endpoint=False)
-    else:
-        yaws = max_yaw_rad * np.sin(np.linspace(0, 2 * math.pi, num_frames, endpoint=False))
-    return [orbit_camera(target_cm, distance_cm, float(y), pitch_rad, width_px, height_px, vertical_fov_deg)
-            for y in yaws]
 
 
 @dataclass(frozen=True)
