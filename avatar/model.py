@@ -53,8 +53,17 @@ class Avatar:
 
     def front_camera(self, width_px: int, height_px: int, yaw_rad: float = 0.0, pitch_rad: float = 0.0) -> Camera:
         """A camera that frames the whole head, looking at its face from `yaw_rad`, `pitch_rad`."""
+        return self.turntable_cameras(1, width_px, height_px, start_yaw_rad=yaw_rad, pitch_rad=pitch_rad)[0]
+
+    def turntable_cameras(self, count: int, width_px: int, height_px: int, *, start_yaw_rad: float = 0.0,
+                          pitch_rad: float = 0.0) -> list[Camera]:
+        """`count` framing cameras, evenly spaced once round the head from `start_yaw_rad`.
+
+        The head is framed once (one evaluation of the neutral head), not per camera.
+        """
         centre, radius = self.framing()
         # The narrower of the two fields of view must hold the sphere.
         half_fov = math.atan(math.tan(math.radians(FRAMING_FOV_DEG) / 2) * min(1.0, width_px / height_px))
         distance = 1.1 * radius / math.sin(half_fov)
-        return orbit_camera(centre, distance, yaw_rad, pitch_rad, width_px, height_px, FRAMING_FOV_DEG)
+        return [orbit_camera(centre, distance, start_yaw_rad + 2 * math.pi * i / count, pitch_rad,
+                             width_px, height_px, FRAMING_FOV_DEG) for i in range(count)]

@@ -13,7 +13,7 @@ from capture.media import Frame, MediaSource, open_media
 from capture.photo_head import head_from_photo, person_mesh
 from capture.preview import draw_mesh, face_closeup, write_preview
 from capture.smoothing import OneEuroParams, TrackSmoothing, fill_gaps, one_euro, smooth_track
-from capture.tracking import TrackingStats, track_media
+from capture.tracking import TrackingStats, track_image, track_media
 
 __all__ = [
     "generic_expression_basis", "head_from_photo", "person_mesh",
@@ -24,5 +24,5 @@ __all__ = [
     "Frame", "MediaSource", "open_media",
     "draw_mesh", "face_closeup", "write_preview",
     "OneEuroParams", "TrackSmoothing", "fill_gaps", "one_euro", "smooth_track",
-    "TrackingStats", "track_media",
+    "TrackingStats", "track_image", "track_media",
 ]

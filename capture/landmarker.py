@@ -115,8 +115,10 @@ class FaceLandmarker:
         self._warmed_up = True
         if not result.face_landmarks:
             return None
-        spans = [max(p.x for p in face) - min(p.x for p in face) for face in result.face_landmarks]
-        k = int(np.argmax(spans))
+        k = 0
+        if len(result.face_landmarks) > 1:
+            spans = [max(p.x for p in face) - min(p.x for p in face) for face in result.face_landmarks]
+            k = int(np.argmax(spans))
         landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[k]], dtype=np.float32)
         weights = weights_from_named((c.category_name, c.score) for c in result.face_blendshapes[k])
         return Detection(landmarks, weights, np.asarray(result.facial_transformation_matrixes[k], dtype=np.float64),

@@ -38,6 +38,12 @@ def person_mesh(mesh: CanonicalFaceMesh, track: Track, frame: int = 0) -> np.nda
     return ((on_rays - t) @ r).astype(np.float32)
 
 
+def _triangle_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """[V, 3] vertices, [F, 3] triangles -> [F] areas (cm^2)."""
+    v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
+    return 0.5 * np.linalg.norm(np.cross(v1 - v0, v2 - v0), axis=1)
+
+
 def _sample_bilinear(image: np.ndarray, uv_px: np.ndarray) -> np.ndarray:
     """[H, W, 3] uint8 at [N, 2] pixel coordinates (centres at +0.5) -> [N, 3] float32 in [0, 1]."""
     h, w = image.shape[:2]
@@ -72,8 +78,7 @@ def head_from_photo(image: np.ndarray, track: Track, mesh: CanonicalFaceMesh, *,
     neutral = with_expression - np.tensordot(track.weights[frame], basis, axes=1)
 
     rng = np.random.default_rng(seed)
-    v0, v1, v2 = (with_expression[mesh.triangles[:, i]] for i in range(3))
-    areas = 0.5 * np.linalg.norm(np.cross(v1 - v0, v2 - v0), axis=1)
+    areas = _triangle_areas(with_expression, mesh.triangles)
     triangle_ids = np.sort(rng.choice(len(areas), size=num_gaussians, p=areas / areas.sum())).astype(np.int32)
     # Uniform points in each triangle: reflect the unit square's upper half onto the lower.
     a, b = rng.random(num_gaussians), rng.random(num_gaussians)
@@ -91,9 +96,7 @@ def head_from_photo(image: np.ndarray, track: Track, mesh: CanonicalFaceMesh, *,
     local /= scales[triangle_ids, None]
 
     per_triangle = np.bincount(triangle_ids, minlength=len(areas))[triangle_ids]
-    neutral_areas = 0.5 * np.linalg.norm(np.cross(neutral[mesh.triangles[:, 1]] - neutral[mesh.triangles[:, 0]],
-                                                  neutral[mesh.triangles[:, 2]] - neutral[mesh.triangles[:, 0]]), axis=1)
-    spacing = np.sqrt(neutral_areas[triangle_ids] / per_triangle)
+    spacing = np.sqrt(_triangle_areas(neutral, mesh.triangles)[triangle_ids] / per_triangle)
     in_plane = _OVERLAP * spacing / scales[triangle_ids]
     log_scales = np.log(np.stack([in_plane, in_plane, _THICKNESS * in_plane], axis=1))
 

@@ -98,7 +98,7 @@ def fill_gaps(track: Track, max_gap_s: float) -> Track:
     for start, stop in _runs(~track.valid):
         if start == 0 or stop == len(track) or t[stop] - t[start - 1] > max_gap_s + 1e-9:
             continue
-        s = ((t[start:stop] - t[start - 1]) / (t[stop] - t[start - 1])).reshape(-1, 1, 1)
+        s = (t[start:stop] - t[start - 1]) / (t[stop] - t[start - 1])
         for a in arrays.values():
             w = s.reshape((-1,) + (1,) * (a.ndim - 1))
             a[start:stop] = (1 - w) * a[start - 1] + w * a[stop]

@@ -70,6 +70,20 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
     return track, stats
 
 
+def track_image(image: np.ndarray, *, source: str = "image", model_path: str | Path | None = None) -> Track:
+    """Track the face in one in-memory RGB image ([H, W, 3] uint8): a one-frame Track.
+
+    Raises:
+        InputError: no face in the image.
+    """
+    with FaceLandmarker(resolve_face_model(model_path), video=False) as landmarker:
+        detection = landmarker.detect(image)
+    if detection is None:
+        raise InputError(f"no face found in {source}: use a well-lit photo with the face visible")
+    height, width = image.shape[:2]
+    return _assemble([(0.0, detection)], Camera.from_vertical_fov(width, height, MEDIAPIPE_VERTICAL_FOV_DEG), source)
+
+
 def _assemble(rows: list, camera: Camera, source: str) -> Track:
     t = len(rows)
     landmarks = np.full((t, NUM_LANDMARKS, 3), np.nan, dtype=np.float32)

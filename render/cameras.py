@@ -12,7 +12,8 @@ from avatar import Camera
 DEFAULT_IPD_CM = 6.3  # adult mean interpupillary distance
 
 
-def look_at(eye_cm: np.ndarray, target_cm: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
+def look_at(eye_cm: np.ndarray, target_cm: np.ndarray,
+            up: tuple[float, float, float] = (0.0, 1.0, 0.0)) -> np.ndarray:
     """[4, 4] camera_to_world for a camera at `eye_cm` looking at `target_cm` (it looks down its -z)."""
     eye, target = np.asarray(eye_cm, dtype=np.float64), np.asarray(target_cm, dtype=np.float64)
     z = eye - target

@@ -32,17 +32,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def avatar_path(face_model_path, tmp_path_factory) -> Path:
-    """A small .avatar: 3000 Gaussians placed on scikit-image's astronaut photo."""
-    import cv2
-    from skimage import data
+    """A small .avatar: 3000 Gaussians placed on the built-in sample photo."""
+    from avatar.sample import sample_avatar
 
-    from avatar.model import Avatar
-    from capture import generic_expression_basis, head_from_photo, load_canonical_mesh, open_media, track_media
-
-    folder = tmp_path_factory.mktemp("avatar")
-    image = data.astronaut()
-    cv2.imwrite(str(folder / "photo.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    track, _ = track_media(open_media(folder / "photo.png"), progress=False)
-    mesh = load_canonical_mesh(face_model_path)
-    head = head_from_photo(image, track, mesh, expression_basis=generic_expression_basis(mesh), num_gaussians=3000)
-    return Avatar(head, "astronaut").save(folder / "astronaut.avatar")
+    return sample_avatar(3000)[0].save(tmp_path_factory.mktemp("avatar") / "astronaut.avatar")

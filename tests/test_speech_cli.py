@@ -8,7 +8,6 @@ import wave
 
 import av
 import numpy as np
-import pytest
 
 from avatar import index_of
 from avatar.cli import main

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from avatar.commands.bench_speech import run_bilabials, run_lipsync
@@ -100,24 +99,14 @@ def _fast_backends(requested: str) -> list[str]:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    import cv2
-    from skimage import data
-
-    from avatar.model import Avatar
-    from capture import generic_expression_basis, head_from_photo, load_canonical_mesh, open_media, track_media
+    from avatar.sample import sample_avatar
     from render import StereoRig, create_renderer
     from render.benchmark import peak_rss_mb, time_backend
 
-    image = data.astronaut()
-    with tempfile.TemporaryDirectory() as tmp:
-        photo = Path(tmp) / "astronaut.png"
-        cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        track, _ = track_media(open_media(photo), progress=False)
-    mesh = load_canonical_mesh()
-    head = head_from_photo(image, track, mesh, expression_basis=generic_expression_basis(mesh),
-                           num_gaussians=args.gaussians)
+    avatar, _, _ = sample_avatar(args.gaussians)
+    head = avatar.head
     width, height = args.size
-    camera = Avatar(head, "bench").front_camera(width, height)
+    camera = avatar.front_camera(width, height)
     eyes = StereoRig().eyes(camera) if args.stereo else (camera,)
     results = {}
     for name in _fast_backends(args.backend):

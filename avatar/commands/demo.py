@@ -42,53 +42,45 @@ def expression_states(seconds: float, fps: float) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import cv2
-    from skimage import data
 
     from avatar import FaceState, OutputError, atomic_output
-    from avatar.model import Avatar
+    from avatar.sample import sample_avatar
     from avatar.speech import speech_states
     from avatar.video import render_video
-    from capture import (face_closeup, generic_expression_basis, head_from_photo, load_canonical_mesh, mesh_edges,
-                         open_media, track_media)
+    from capture import face_closeup, load_canonical_mesh, mesh_edges
 
     out = args.output_dir
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out} ({exc.strerror}): choose another --output-dir") from None
-    image = data.astronaut()
-    photo = out / "astronaut.png"
-    with atomic_output(photo) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    track, stats = track_media(open_media(photo), progress=False)
+    avatar, image, track = sample_avatar()
     track.save(out / "astronaut.track.npz")
-    mesh = load_canonical_mesh()
     picture = out / "astronaut_mesh.png"
+    closeup = face_closeup(image, track.landmarks_px[0], mesh_edges(load_canonical_mesh().triangles))
     with atomic_output(picture) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(face_closeup(image, track.landmarks_px[0], mesh_edges(mesh.triangles)),
-                                           cv2.COLOR_RGB2BGR))
-    print(f"tracked the sample photo in {stats.ms_per_frame:.0f} ms: 478 landmarks, 52 ARKit weights, head pose")
-
-    head = head_from_photo(image, track, mesh, expression_basis=generic_expression_basis(mesh))
-    avatar = Avatar(head, "astronaut", {"source": "scikit-image astronaut (public domain)", "made_by": "avatar demo"})
+        cv2.imwrite(str(tmp), cv2.cvtColor(closeup, cv2.COLOR_RGB2BGR))
+    print("tracked the sample photo: 478 landmarks, 52 ARKit weights, head pose")
+    avatar.metadata["made_by"] = "avatar demo"
     avatar.save(out / "astronaut.avatar")
     seconds = 6.0
     count = round(seconds * DEMO_FPS)
     turntable = out / "astronaut_turntable.mp4"
     backend = render_video(
-        avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX, yaw_rad=2 * math.pi * i / count) for i in range(count)],
+        avatar, avatar.turntable_cameras(count, DEMO_SIZE_PX, DEMO_SIZE_PX),
         [FaceState(time_s=i / DEMO_FPS) for i in range(count)], turntable, fps=DEMO_FPS, backend=args.backend,
         progress=False)
     states = expression_states(8.0, DEMO_FPS)
     expressions = out / "astronaut_expressions.mp4"
-    render_video(avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX)] * len(states), states, expressions,
-                 fps=DEMO_FPS, backend=args.backend, progress=False)
-    print(f"placed {len(head)} Gaussians on the face -> {out / 'astronaut.avatar'}; rendered with the {backend} backend")
+    front = avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX)
+    render_video(avatar, [front] * len(states), states, expressions, fps=DEMO_FPS, backend=args.backend,
+                 progress=False)
+    print(f"placed {len(avatar.head)} Gaussians on the face -> {out / 'astronaut.avatar'}; rendered with the {backend} backend")
     speaking = out / "astronaut_speaks.mp4"
     audio = say(DEMO_SENTENCE, out / "sentence.wav")
     states = speech_states(*audio, DEMO_FPS, emotion="happy", intensity=0.4)
-    render_video(avatar, [avatar.front_camera(DEMO_SIZE_PX, DEMO_SIZE_PX)] * len(states), states, speaking,
-                 fps=DEMO_FPS, backend=args.backend, audio=audio, progress=False)
+    render_video(avatar, [front] * len(states), states, speaking, fps=DEMO_FPS, backend=args.backend, audio=audio,
+                 progress=False)
     print(f"result: {picture}, {turntable}, {expressions}, {speaking}")
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from avatar.errors import InputError
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.turntable:
         fps = args.fps or 30.0
         count = max(1, round(args.seconds * fps))
-        cameras = [avatar.front_camera(args.size, args.size, yaw_rad=2 * math.pi * i / count) for i in range(count)]
+        cameras = avatar.turntable_cameras(count, args.size, args.size)
         states = [FaceState(time_s=i / fps) for i in range(count)]
     else:
         time_s, weights = read_weights_csv(args.weights)
