@@ -1,3 +1,5 @@
+"""`python -m avatar ...` is the `avatar` command."""
+
 import sys
 
 from avatar.cli import main

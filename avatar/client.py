@@ -96,6 +96,11 @@ class AvatarClient:
             tmp.write_bytes(data)
         return Path(output_path)
 
+    def webrtc_answer(self, session: str, offer_sdp: str, size: int = 512) -> str:
+        """SDP answer for a WebRTC offer on an open stream session (video `size` x `size` px + speech audio)."""
+        body = {"sdp": offer_sdp, "type": "offer", "width": size, "height": size}
+        return self._request("POST", f"/v1/stream/{session}/webrtc", json=body).json()["sdp"]
+
     def stream(self, avatar: str | None = None, fps: float = 30) -> "Stream":
         """A live session (`async with client.stream() as s:`)."""
         parts = urlsplit(self.url)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from avatar.commands.speech import EMOTIONS
 
+CHUNK_S = 0.02
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -73,7 +75,7 @@ async def stream_utterance(client, audio, rate: int, *, avatar: str | None = Non
     async with client.stream(avatar, fps) as stream:
         if emotion:
             await stream.emotion(emotion)
-        sending = asyncio.create_task(stream.say(audio, rate, realtime=realtime))
+        sending = asyncio.create_task(stream.say(audio, rate, chunk_s=CHUNK_S, realtime=realtime))
         frames, speaking = 0, []
         async for message in stream.messages():
             if message["type"] == "frame":
@@ -87,11 +89,12 @@ async def stream_utterance(client, audio, rate: int, *, avatar: str | None = Non
         sent = await sending
     arrivals = np.array([s[0] for s in speaking])
     times = np.array([s[1] for s in speaking])
-    latency = {}
+    latency, ms = {}, np.zeros(0)
     if realtime and len(times):
-        chunk = np.minimum((times / 0.02).astype(int), len(sent) - 1)
+        chunk = np.minimum((times / CHUNK_S).astype(int), len(sent) - 1)
         ms = (arrivals - np.array(sent)[chunk]) * 1000
         latency = {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "max": float(ms.max())}
     return {"session": stream.ready["session"], "frames": frames, "speaking_frames": len(speaking),
-            "look_ahead_ms": stream.ready["look_ahead_s"] * 1000, "latency_ms": latency, "times_s": times,
+            "look_ahead_ms": stream.ready["look_ahead_s"] * 1000, "latency_ms": latency, "latencies_ms": ms,
+            "times_s": times,
             "weights": np.array([s[2] for s in speaking], np.float32).reshape(-1, 52)}

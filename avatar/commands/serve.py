@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        sock.listen(2048)  # clients may connect as soon as the address is printed
     except (OSError, OverflowError) as exc:
         raise InputError(f"cannot listen on {args.host}:{args.port} ({getattr(exc, 'strerror', None) or exc}): "
                          "choose another --port or --host") from None

@@ -10,6 +10,7 @@ idling and speaking:
   plays at real-time pace;
 - mid-utterance, when the audio runs late, the face holds the last speech frame
   for up to `STALL_GRACE_S` before it idles (the mixer eases the mouth either way);
+  after an utterance, idling resumes one frame period after its last frame;
 - frames are never dropped: a late loop catches up, unless it is more than
   `MAX_CATCH_UP_S` behind, when the grid is re-anchored at now.
 """
@@ -110,7 +111,7 @@ class StreamSession:
         self._count = 0                      # utterances started
         self._frame_number = 0
         self._last_speaking = False
-        self._anchor_s = self.created_s
+        self._anchor_s = self._last_emit_s = self.created_s
         self._anchor_frame = 0
 
     @property
@@ -226,8 +227,10 @@ class StreamSession:
         grid = self._anchor_s + (self._frame_number - self._anchor_frame) * self._dt
         if self.mixer.queued_frames:
             return grid - MAX_LEAD_S if self._last_speaking else -math.inf
-        if self._last_speaking and self._open is not None:
-            return grid + STALL_GRACE_S
+        if self._last_speaking:
+            # Speech may have run up to MAX_LEAD_S ahead of the grid: idle on from its last frame.
+            after_speech = self._last_emit_s + self._dt
+            return after_speech + STALL_GRACE_S if self._open is not None else min(grid, after_speech)
         return grid
 
     def _emit(self) -> Frame:
@@ -237,6 +240,7 @@ class StreamSession:
         if speaking != self._last_speaking or now - grid > MAX_CATCH_UP_S:
             self._anchor_s, self._anchor_frame = now, self._frame_number
         self._last_speaking = speaking
+        self._last_emit_s = now
         utterance = None
         if speaking:
             current = next(u for u in self._utterances if u.played < u.pushed)
