@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages: GL for OpenCV; EGL and Mesa (llvmpipe) for the headless GL renderer;
-# espeak-ng for the demo's sentence.
-DEB_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0 espeak-ng
+# espeak-ng for the demo's sentence; chromium for the viewer page's browser test.
+DEB_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0 espeak-ng chromium
 
 .PHONY: demo test install system-packages train-audio2face clean
 
