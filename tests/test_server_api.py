@@ -11,7 +11,6 @@ from pathlib import Path
 
 import av
 import httpx
-import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -182,7 +181,8 @@ def test_interrupt_mid_utterance_stops_speech_at_once(server):
         messages = read_until(ws, lambda m: m["type"] == "utterance_end")
         assert messages[-1]["interrupted"] is True
         after = read_until(ws, lambda m: m["type"] == "frame" and not m["speaking"])
-        later = [m for m in read_until(ws, lambda m: False if m["type"] != "frame" else m["frame"] > after[-1]["frame"] + 10)]
+        settled = after[-1]["frame"]
+        later = read_until(ws, lambda m: m.get("frame", 0) > settled + 10)
     assert sum(m.get("speaking", False) for m in after) <= 1 and not any(m.get("speaking") for m in later)
 
 
