@@ -3,6 +3,9 @@
 `GaussianHead.evaluate(state)` gives world-space `Gaussians`; a `Renderer`
 backend (`create_renderer("cpu" | "gl" | "reference" | "auto")`) turns them
 into RGBA images for a `Camera`; `VideoWriter` streams frames to MP4.
+`rasterize_cpu` is the `cpu` backend as a differentiable torch op (numba forward and
+backward, `render.differentiable`); it is loaded on first use, so that rendering alone
+does not import torch.
 """
 
 from render.cameras import DEFAULT_IPD_CM, StereoRig, look_at, orbit_camera, side_by_side
@@ -13,5 +16,13 @@ from render.video import VideoWriter
 
 __all__ = [
     "DEFAULT_IPD_CM", "StereoRig", "look_at", "orbit_camera", "side_by_side",
-    "Gaussians", "GaussianHead", "BACKENDS", "Renderer", "create_renderer", "VideoWriter",
+    "Gaussians", "GaussianHead", "BACKENDS", "Renderer", "create_renderer", "VideoWriter", "rasterize_cpu",
 ]
+
+
+def __getattr__(name: str):
+    if name == "rasterize_cpu":
+        from render.differentiable import rasterize_cpu
+
+        return rasterize_cpu
+    raise AttributeError(f"module 'render' has no attribute {name!r}")

@@ -225,3 +225,20 @@ def test_no_token_means_loopback_only():
     with pytest.raises(InputError, match="without a token"):
         ServerConfig("0.0.0.0").check_exposure()
     ServerConfig("0.0.0.0", tokens=frozenset({"a-long-token"})).check_exposure()
+
+
+def test_avatars_are_served_by_file_name(avatar_path, tmp_path):
+    import shutil
+
+    from avatar.server import load_avatars
+
+    other = tmp_path / "Ada Lovelace.avatar"
+    shutil.copy(avatar_path, other)
+    served = load_avatars([avatar_path, other])
+    assert list(served) == ["astronaut", "ada-lovelace"]
+    assert served["ada-lovelace"].summary() == {"id": "ada-lovelace", "name": "astronaut", "gaussians": 3000}
+    twin = tmp_path / "twin" / "astronaut.avatar"
+    twin.parent.mkdir()
+    shutil.copy(avatar_path, twin)
+    with pytest.raises(InputError, match="would both be served as 'astronaut'"):
+        load_avatars([avatar_path, twin])
