@@ -49,6 +49,12 @@ class Camera:
         pose = np.eye(4) if camera_to_world is None else camera_to_world
         return cls(width_px, height_px, f, f, width_px / 2, height_px / 2, pose)
 
+    def resized(self, width_px: int, height_px: int) -> "Camera":
+        """The same camera for the image resized to `width_px` x `height_px` (intrinsics scaled)."""
+        sx, sy = width_px / self.width_px, height_px / self.height_px
+        return Camera(width_px, height_px, self.fx_px * sx, self.fy_px * sy, self.cx_px * sx, self.cy_px * sy,
+                      self.camera_to_world)
+
     @property
     def vertical_fov_deg(self) -> float:
         return math.degrees(2 * math.atan(0.5 * self.height_px / self.fy_px))

@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 
-from avatar.commands import bench, demo, render, say, serve, setup, speech, track
+from avatar.commands import bench, capture, demo, render, say, serve, setup, speech, track
 from avatar.errors import AvatarError
 
-COMMANDS = (setup, demo, track, render, speech, serve, say, bench)
+COMMANDS = (setup, demo, track, capture, render, speech, serve, say, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

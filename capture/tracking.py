@@ -28,6 +28,7 @@ class TrackingStats:
     found_fraction: float
     ms_per_frame: float
     max_faces_seen: int
+    several_faces_fraction: float  # of the frames with a face, those with more than one
 
 
 def track_media(source: MediaSource, *, model_path: str | Path | None = None,
@@ -66,7 +67,8 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
     if smoothing is not None:
         track = smooth_track(track, smoothing)
     stats = TrackingStats(len(track), track.found_fraction, 1000 * elapsed / len(rows),
-                          max(d.num_faces for d in detections))
+                          max(d.num_faces for d in detections),
+                          sum(d.num_faces > 1 for d in detections) / len(detections))
     return track, stats
 
 

@@ -2,7 +2,7 @@
 
 The per-pixel work (compositing and its gradients) runs in numba (`render.cpu`,
 `render.cpu_backward`); the per-Gaussian chain from screen space back to 3D (the EWA
-projection, `render.reference.project`) runs in torch autograd, float64, as gsplat splits
+projection, `render.reference.project`) runs in torch autograd, as gsplat splits
 its kernels into projection and rasterization.
 """
 
@@ -43,12 +43,14 @@ class _Rasterize(torch.autograd.Function):
         grad_means = grad_rotations = grad_scales = None
         if any(needed):
             with torch.enable_grad():
-                leaves = [t.detach().to(torch.float64).requires_grad_(True) for t in (means, rotations, scales)]
+                # The chain runs in the inputs' precision: float32 when fitting, float64 when checking.
+                leaves = [t.detach().requires_grad_(True) for t in (means, rotations, scales)]
                 m, r, s = leaves
                 covariances = r @ torch.diag_embed(s * s) @ r.transpose(1, 2)
                 projected = project(ctx.camera, m, covariances)
-                surrogate = (projected.means2d * grads[:, [GRAD_U, GRAD_V]]).sum() \
-                    + (projected.conics * grads[:, [GRAD_A, GRAD_B, GRAD_C]]).sum()
+                g = grads.to(m.dtype)
+                surrogate = (projected.means2d * g[:, [GRAD_U, GRAD_V]]).sum() \
+                    + (projected.conics * g[:, [GRAD_A, GRAD_B, GRAD_C]]).sum()
                 inputs = [leaf for leaf, need in zip(leaves, needed) if need]
                 found = iter(torch.autograd.grad(surrogate, inputs))
                 grad_means, grad_rotations, grad_scales = (

@@ -1,0 +1,124 @@
+"""`avatar capture` (a person's video to an animatable Gaussian head) and `avatar eval` (self-reenactment)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    c = subparsers.add_parser(
+        "capture", help="fit a person's Gaussian head from a video (or a photo)",
+        description="Tracks the face, fits the person's face mesh and expression basis, masks the head, places "
+                    "Gaussians on the face and a scaffold (skull and hair, mouth interior) and fits them with the "
+                    "cpu backend's backward pass. The last --holdout of the frames is never fitted to: the report "
+                    "(NAME.report/: holdout.png, curves.png, metrics.json) scores them. A checkpoint "
+                    "(NAME.avatar.ckpt) lets --resume go on, also with more --iterations later.")
+    c.add_argument("input", type=Path, help="video of the person talking (10-20 s), a photo, or a folder of photos")
+    c.add_argument("-o", "--output", type=Path, required=True, help="the .avatar bundle to write")
+    c.add_argument("--quick", action="store_true", help="a fast low-resolution fit (~2-3 min)")
+    c.add_argument("--iterations", type=int, help="fitting steps (default 5000; --quick 700)")
+    c.add_argument("--gaussians", type=int, help="Gaussians to start with (default 30000; --quick 12000)")
+    c.add_argument("--size", type=int, help="fitting resolution, longer side in px (default 256; --quick 160)")
+    c.add_argument("--holdout", type=float, default=0.2, help="share of the frames held out, from the end; default 0.2")
+    c.add_argument("--resume", action="store_true", help="go on from the checkpoint next to the output")
+    c.add_argument("--seed", type=int, default=0, help="random seed")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print the metrics as JSON on the last line")
+    c.set_defaults(run=run_capture)
+
+    e = subparsers.add_parser(
+        "eval", help="self-reenactment score of an avatar on a video, against nearest-neighbour retrieval",
+        description="Tracks VIDEO, refines its head pose with the avatar's own face, drives the avatar with the "
+                    "held-out frames' weights and pose (those the capture recorded when VIDEO is its source, "
+                    "else the last 20%%) and compares inside the head mask at 512 px. The baseline retrieves the "
+                    "training frame nearest in weights + pose, aligned by the landmarks' similarity transform. "
+                    'Last line: {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames"}.')
+    e.add_argument("avatar", type=Path, help=".avatar bundle made by avatar capture")
+    e.add_argument("video", type=Path, help="video of the same person")
+    e.add_argument("--json", action="store_true", help="print only the JSON line")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(run=run_eval)
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from avatar import InputError, check_writable
+    from avatar.model import Avatar
+    from capture.pipeline import CaptureOptions, capture
+    from capture.report import write_curves, write_metrics, write_sheet
+
+    check_writable(args.output)
+    if not 0.0 <= args.holdout < 0.9:
+        raise InputError(f"--holdout must be in [0, 0.9), got {args.holdout}")
+    torch.set_num_threads(2)
+    options = CaptureOptions.quick() if args.quick else CaptureOptions()
+    overrides = {"iterations": args.iterations, "num_gaussians": args.gaussians, "train_size_px": args.size}
+    options = dataclasses.replace(options, holdout=args.holdout, seed=args.seed,
+                                  **{k: v for k, v in overrides.items() if v is not None})
+    checkpoint = args.output.with_name(args.output.name + ".ckpt")
+    result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
+    metadata = result.metadata()
+    avatar = Avatar(result.head, args.output.stem, {"made_by": "avatar capture", "capture": metadata})
+    avatar.save(args.output)
+    report = args.output.with_name(args.output.stem + ".report")
+    report.mkdir(exist_ok=True)
+    metrics = {**(result.reenactment.summary() if result.reenactment else {}), "gaussians": len(result.head),
+               "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
+               "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train)}
+    write_metrics(report / "metrics.json", metrics)
+    write_curves(report / "curves.png", result.log, result.reenactment)
+    if result.reenactment is not None:
+        write_sheet(report / "holdout.png", result.reenactment)
+    total = sum(result.timings_s.values())
+    print(f"{len(result.head)} Gaussians fitted in {metadata['iterations_done']} steps ({total / 60:.1f} min) "
+          f"-> {args.output}; report in {report}/")
+    if result.reenactment is not None:
+        r = result.reenactment
+        print(f"held-out frames ({r.frames}): PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.4f}; nearest-neighbour baseline "
+              f"{r.baseline_psnr:.2f} dB, {r.baseline_ssim:.4f}")
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from avatar import BundleError
+    from avatar.model import Avatar
+    from capture import load_canonical_mesh, generic_expression_basis, open_media, track_media
+    from capture.face_fit import fit_face
+    from capture.pipeline import face_fit_of
+    from capture.reenactment import evaluate_reenactment
+
+    avatar = Avatar.load(args.avatar)
+    info = avatar.metadata.get("capture")
+    if not info:
+        raise BundleError(f"{args.avatar} was not made by avatar capture: it has no capture record to evaluate")
+    source = open_media(args.video)
+    track, _ = track_media(source, progress=not args.quiet)
+    valid = np.flatnonzero(track.valid)
+    same = source.path.name == info["source"] and len(track.time_s) == info["source_frames"]
+    if same:
+        holdout = np.intersect1d(info["holdout_frames"], valid)
+        train = np.intersect1d(info["train_frames"], valid)
+    else:
+        cut = len(valid) - round(0.2 * len(valid))
+        train, holdout = valid[:cut], valid[cut:]
+    if len(holdout) == 0:
+        raise BundleError(f"no held-out frame with a face in {args.video}")
+    mesh = load_canonical_mesh()
+    face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=face_fit_of(avatar.head, track,
+                                                                                    info["focal_scale"]))
+    result = evaluate_reenactment(avatar.head, source, track, face, holdout, train, progress=not args.quiet)
+    if not args.json:
+        print(f"{'held-out' if same else 'last 20% of the'} frames of {source.path.name}: {result.frames}; PSNR "
+              f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
+              f"{result.baseline_ssim:.4f}")
+    print(json.dumps(result.summary()))
+    return 0

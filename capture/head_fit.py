@@ -1,0 +1,296 @@
+"""Fitting a GaussianHead to a person's frames: differentiable evaluation in torch, the `cpu`
+backend's backward pass, L1 + D-SSIM inside the head mask, densification and pruning.
+
+The mesh (face + scaffold) and each frame's weights and pose are fixed here (they come from
+`capture.face_fit`); what is learned is per Gaussian: position in its triangle's frame,
+rotation, scale, colour, opacity, and its 52 ARKit position offsets (3D Gaussian Blendshapes).
+Every step renders one random training frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avatar import NUM_WEIGHTS, Camera
+from capture.face_fit import axis_angle_to_matrix
+from capture.scaffold import ScaffoldMesh
+from render import GaussianHead
+from render.cpu import CpuRenderer
+from render.differentiable import rasterize_cpu
+from render.head import triangle_frames
+
+BACKGROUND = (1.0, 1.0, 1.0)
+SSIM_WEIGHT = 0.2
+ALPHA_WEIGHT = 0.3           # alpha against the mask
+NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their triangle's centre
+DELTA_WEIGHT = 1e-3          # per cm² of blendshape offset
+LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
+                  "opacity_logits": 3e-2, "position_deltas_cm": 5e-4}
+REGION_SHARE = {ScaffoldMesh.FACE: 0.55, ScaffoldMesh.SKULL: 0.40, ScaffoldMesh.MOUTH: 0.05}
+THICKNESS = {ScaffoldMesh.FACE: 0.15, ScaffoldMesh.SKULL: 0.5, ScaffoldMesh.MOUTH: 0.3}
+
+
+@dataclass
+class FitFrames:
+    """What the head is fitted to, at one resolution.
+
+    Attributes:
+        images: [T, H, W, 3] uint8 RGB; masks: [T, H, W] bool head masks.
+        camera: the camera at this resolution.
+        weights: [T, 52]; rotations: [T, 3] axis-angle; translations_cm: [T, 3].
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    camera: Camera
+    weights: np.ndarray
+    rotations: np.ndarray
+    translations_cm: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class FitLog:
+    """Per-step loss and PSNR (inside the mask), and the Gaussian count after each densify/prune."""
+
+    loss: list[float] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    gaussians: list[tuple[int, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def quaternions_to_matrices(q: torch.Tensor) -> torch.Tensor:
+    """[N, 4] (w, x, y, z), any norm -> [N, 3, 3]; as `render.head.quaternions_to_matrices`."""
+    q = q / q.norm(dim=1, keepdim=True)
+    w, x, y, z = q.unbind(1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], dim=1).reshape(-1, 3, 3)
+
+
+def _triangle_frames(vertices: torch.Tensor, triangles: torch.Tensor):
+    """torch `render.head.triangle_frames`: centroids [F, 3], rotations [F, 3, 3], scales [F]."""
+    v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
+    e1, e2 = v1 - v0, v2 - v0
+    normal = torch.cross(e1, e2, dim=1)
+    normal = normal / (normal.norm(dim=1, keepdim=True) + 1e-12)
+    tangent = e1 / (e1.norm(dim=1, keepdim=True) + 1e-12)
+    rotations = torch.stack([tangent, torch.cross(normal, tangent, dim=1), normal], dim=2)
+    scales = (e1.norm(dim=1) + e2.norm(dim=1) + (v2 - v1).norm(dim=1)) / 3
+    return (v0 + v1 + v2) / 3, rotations, scales
+
+
+class HeadModel(torch.nn.Module):
+    """A GaussianHead whose per-Gaussian arrays are torch parameters (float32)."""
+
+    PARAMETERS = ("local_positions", "local_quaternions", "log_scales", "colors", "opacity_logits",
+                  "position_deltas_cm")
+
+    def __init__(self, head: GaussianHead) -> None:
+        super().__init__()
+        self.register_buffer("vertices", torch.from_numpy(head.neutral_vertices_cm.copy()))
+        self.register_buffer("vertex_deltas", torch.from_numpy(head.vertex_deltas_cm.reshape(NUM_WEIGHTS, -1).copy()))
+        self.register_buffer("triangles", torch.from_numpy(head.triangles.astype(np.int64)))
+        self.register_buffer("triangle_ids", torch.from_numpy(head.triangle_ids.astype(np.int64)))
+        for name in self.PARAMETERS:
+            setattr(self, name, torch.nn.Parameter(torch.from_numpy(getattr(head, name).copy())))
+
+    def __len__(self) -> int:
+        return len(self.triangle_ids)
+
+    def forward(self, weights: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor):
+        """World-space (means, rotations, scales, opacities, colors) for one frame; as `GaussianHead.evaluate`."""
+        with torch.no_grad():
+            vertices = self.vertices + (weights @ self.vertex_deltas).reshape(-1, 3)
+            centroids, frames, tri_scales = _triangle_frames(vertices, self.triangles)
+            head_r = axis_angle_to_matrix(rotation)
+            frames = head_r @ frames[self.triangle_ids]
+            centroids = centroids[self.triangle_ids] @ head_r.T + translation
+            k = tri_scales[self.triangle_ids, None]
+        means = centroids + k * (frames @ self.local_positions[:, :, None])[:, :, 0]
+        offsets = (weights @ self.position_deltas_cm.reshape(NUM_WEIGHTS, -1)).reshape(-1, 3)
+        means = means + offsets @ head_r.T
+        rotations = frames @ quaternions_to_matrices(self.local_quaternions)
+        scales = k * torch.exp(self.log_scales)
+        return means, rotations, scales, torch.sigmoid(self.opacity_logits), self.colors
+
+    def to_head(self) -> GaussianHead:
+        """The fitted GaussianHead (colours clipped to [0, 1])."""
+        arrays = {name: getattr(self, name).detach().numpy().copy() for name in self.PARAMETERS}
+        arrays["colors"] = np.clip(arrays["colors"], 0, 1)
+        return GaussianHead(neutral_vertices_cm=self.vertices.numpy(),
+                            vertex_deltas_cm=self.vertex_deltas.numpy().reshape(NUM_WEIGHTS, -1, 3),
+                            triangles=self.triangles.numpy(), triangle_ids=self.triangle_ids.numpy(), **arrays)
+
+
+def initial_head(scaffold: ScaffoldMesh, frames: FitFrames, rest: int, num_gaussians: int,
+                 seed: int = 0) -> GaussianHead:
+    """Gaussians spread over the scaffold by area (`REGION_SHARE` per part), flat in their triangles,
+    coloured from frame `rest` where they land inside its mask (else its hair colour)."""
+    rng = np.random.default_rng(seed)
+    vertices, triangles = scaffold.vertices_cm, scaffold.triangles
+    v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
+    areas = 0.5 * np.linalg.norm(np.cross(v1 - v0, v2 - v0), axis=1)
+    probability = np.zeros(len(triangles))
+    for region, share in REGION_SHARE.items():
+        inside = scaffold.region == region
+        probability[inside] = share * areas[inside] / areas[inside].sum()
+    triangle_ids = np.sort(rng.choice(len(triangles), size=num_gaussians, p=probability / probability.sum()))
+    a, b = rng.random(num_gaussians), rng.random(num_gaussians)
+    flip = a + b > 1
+    a[flip], b[flip] = 1 - a[flip], 1 - b[flip]
+    bary = np.stack([1 - a - b, a, b], axis=1)
+    points = np.einsum("nk,nkd->nd", bary, vertices[triangles[triangle_ids]])
+    centroids, tri_frames, tri_scales = triangle_frames(vertices, triangles)
+    local = np.einsum("nji,nj->ni", tri_frames[triangle_ids], points - centroids[triangle_ids])
+    local /= tri_scales[triangle_ids, None]
+    per_triangle = np.bincount(triangle_ids, minlength=len(triangles))[triangle_ids]
+    in_plane = np.sqrt(areas[triangle_ids] / per_triangle) / tri_scales[triangle_ids]
+    thickness = np.vectorize(THICKNESS.get)(scaffold.region[triangle_ids])
+    log_scales = np.log(np.stack([in_plane, in_plane, thickness * in_plane], axis=1))
+    return GaussianHead(
+        neutral_vertices_cm=vertices, vertex_deltas_cm=scaffold.vertex_deltas_cm, triangles=triangles,
+        triangle_ids=triangle_ids.astype(np.int32), local_positions=local,
+        local_quaternions=np.tile([1.0, 0.0, 0.0, 0.0], (num_gaussians, 1)), log_scales=log_scales,
+        colors=_initial_colors(points, frames, rest), opacity_logits=np.full(num_gaussians, math.log(0.8 / 0.2)),
+        position_deltas_cm=np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32))
+
+
+def _initial_colors(points_cm: np.ndarray, frames: FitFrames, rest: int) -> np.ndarray:
+    """[N, 3] colours of head-space points seen in frame `rest` (mask's median above the face elsewhere)."""
+    from avatar.rotation import rotvec_to_matrix
+
+    image, mask, camera = frames.images[rest], frames.masks[rest], frames.camera
+    cam = points_cm @ rotvec_to_matrix(frames.rotations[rest]).T + frames.translations_cm[rest]
+    depth = -cam[:, 2]
+    u = camera.cx_px + camera.fx_px * cam[:, 0] / depth
+    v = camera.cy_px - camera.fy_px * cam[:, 1] / depth
+    x = np.clip(u.astype(int), 0, camera.width_px - 1)
+    y = np.clip(v.astype(int), 0, camera.height_px - 1)
+    rows = np.flatnonzero(mask.any(1))
+    top = mask[rows[0]:rows[0] + max(1, len(rows) // 6)]
+    hair = np.median(image[rows[0]:rows[0] + len(top)][top], axis=0) / 255 if top.any() else np.full(3, 0.3)
+    colors = np.tile(hair, (len(points_cm), 1))
+    seen = mask[y, x] & (depth > 0)
+    colors[seen] = image[y[seen], x[seen]] / 255
+    return colors.astype(np.float32)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of two [H, W, C] images in [0, 1] (Gaussian window, as in 3DGS)."""
+    x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
+    g = torch.exp(-((torch.arange(window, dtype=a.dtype) - window // 2) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    kernel_h, kernel_v = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, kernel_h, padding=(0, window // 2), groups=c), kernel_v,
+                        padding=(window // 2, 0), groups=c)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
+
+
+def _optimizer(model: HeadModel) -> torch.optim.Adam:
+    return torch.optim.Adam([{"params": [getattr(model, n)], "lr": LEARNING_RATES[n], "name": n}
+                             for n in HeadModel.PARAMETERS], eps=1e-15, foreach=True)
+
+
+def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int = 0, log: FitLog | None = None,
+             densify_until: float = 0.6, densify_every: int = 400, max_gaussians: int = 60_000, seed: int = 0,
+             on_step: Callable[[int, FitLog], None] | None = None) -> FitLog:
+    """Run steps `start`..`iterations` - 1; returns the log (extended when given).
+
+    Every `densify_every` steps before `densify_until` x iterations, Gaussians whose world
+    position gradient is in the top 5% are cloned (up to `max_gaussians`) and those under 2%
+    opacity are pruned. `on_step(step, log)` is called after each step (progress, checkpoints).
+    """
+    log = log if log is not None else FitLog()
+    rng = np.random.default_rng(seed + start)
+    renderer = CpuRenderer()
+    optimizer = _optimizer(model)
+    grad_sum = torch.zeros(len(model))
+    grad_count = 0
+    began = time.perf_counter()
+    background = torch.tensor(BACKGROUND)
+    box = [_head_box(m) for m in frames.masks]
+    for step in range(start, iterations):
+        f = int(rng.integers(len(frames)))
+        weights = torch.from_numpy(frames.weights[f])
+        means, rotations, scales, opacities, colors = model(weights, torch.from_numpy(frames.rotations[f]),
+                                                            torch.from_numpy(frames.translations_cm[f]))
+        means.retain_grad()
+        image = rasterize_cpu(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND, renderer)
+        mask = torch.from_numpy(frames.masks[f]).float()[..., None]
+        # Colour terms on the head's box (SSIM window to spare); alpha on the whole frame.
+        rows, cols = box[f]
+        crop = mask[rows, cols]
+        target = torch.from_numpy(frames.images[f][rows, cols]).float() / 255 * crop + background * (1 - crop)
+        rgb = image[rows, cols, :3]
+        l1 = (rgb - target).abs().mean()
+        loss = (1 - SSIM_WEIGHT) * l1 + SSIM_WEIGHT * (1 - ssim(rgb, target)) \
+            + ALPHA_WEIGHT * (image[..., 3:] - mask).abs().mean() \
+            + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean() \
+            + DELTA_WEIGHT * model.position_deltas_cm.pow(2).sum(-1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.colors.clamp_(0, 1)
+            inside = crop[..., 0] > 0
+            mse = ((rgb - target)[inside] ** 2).mean()
+        log.loss.append(float(loss.detach()))
+        log.psnr.append(float(-10 * torch.log10(mse.clamp(min=1e-10))))
+        grad_sum += means.grad.norm(dim=1)
+        grad_count += 1
+        if step + 1 < densify_until * iterations and (step + 1) % densify_every == 0:
+            _densify_and_prune(model, grad_sum / grad_count, max_gaussians, rng)
+            optimizer = _optimizer(model)
+            grad_sum, grad_count = torch.zeros(len(model)), 0
+            log.gaussians.append((step + 1, len(model)))
+        if on_step is not None:
+            on_step(step, log)
+    log.seconds += time.perf_counter() - began
+    return log
+
+
+def _head_box(mask: np.ndarray, margin_px: int = 8) -> tuple[slice, slice]:
+    """Row and column slices of the mask's bounding box, grown by `margin_px`."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return slice(None), slice(None)
+    h, w = mask.shape
+    return (slice(max(0, rows[0] - margin_px), min(h, rows[-1] + 1 + margin_px)),
+            slice(max(0, cols[0] - margin_px), min(w, cols[-1] + 1 + margin_px)))
+
+
+def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int, rng: np.random.Generator) -> None:
+    with torch.no_grad():
+        keep = torch.sigmoid(model.opacity_logits) >= 0.02
+        room = max(0, max_gaussians - int(keep.sum()))
+        count = min(room, int(0.05 * len(model)))
+        clone = torch.topk(torch.where(keep, grad, -1.0), count).indices if count else torch.zeros(0, dtype=torch.long)
+        order = torch.cat([torch.nonzero(keep)[:, 0], clone])
+        for name in HeadModel.PARAMETERS:
+            value = getattr(model, name).detach()
+            value = value[:, order] if name == "position_deltas_cm" else value[order]
+            if name == "local_positions" and count:
+                value[-count:] += torch.from_numpy(rng.normal(0, 0.1, (count, 3)).astype(np.float32))
+            if name == "log_scales" and count:
+                value[-count:] -= math.log(1.25)
+            setattr(model, name, torch.nn.Parameter(value.contiguous()))
+        model.triangle_ids = model.triangle_ids[order]

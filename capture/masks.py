@@ -1,0 +1,62 @@
+"""Per-frame head masks: GrabCut (OpenCV) seeded by the tracked face mesh, cut below the jaw.
+
+Seeds, from the landmarks: the face inside its oval is certain foreground; an ellipse around
+the face, reaching up over the hair and out to the ears, is probable foreground; the frame's
+border is certain background, the rest probable background. After GrabCut, everything below
+the jaw line (extended level past the jaw's corners) is dropped: the avatar is the head, and
+the neck and shoulders move with the body, not with the head pose. The largest connected
+region is kept.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from capture.face_mesh import LANDMARK_GROUPS
+
+# The head around the face, in face-oval widths and heights.
+HEAD_WIDTH = 1.35
+HEAD_TOP = 0.75        # above the oval's top, in oval heights
+GRABCUT_ITERATIONS = 3
+_JAW = slice(9, 28)     # face_oval entries from the right jaw corner round the chin to the left one
+
+
+def head_mask(image: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
+    """[H, W] bool head mask of `image` ([H, W, 3] uint8 RGB) from its [478, 2+] landmarks (pixels)."""
+    h, w = image.shape[:2]
+    oval = landmarks_px[LANDMARK_GROUPS["face_oval"], :2].astype(np.float32)
+    x0, y0 = oval.min(0)
+    x1, y1 = oval.max(0)
+    face_w, face_h = x1 - x0, y1 - y0
+    seeds = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    centre = (int((x0 + x1) / 2), int(y0 + face_h * (0.5 - HEAD_TOP) / 2 + face_h * HEAD_TOP / 2))
+    axes = (int(HEAD_WIDTH * face_w / 2), int(face_h * (1 + HEAD_TOP) / 2))
+    cv2.ellipse(seeds, centre, axes, 0, 0, 360, cv2.GC_PR_FGD, -1)
+    inner = (oval - oval.mean(0)) * 0.9 + oval.mean(0)
+    cv2.fillPoly(seeds, [np.round(inner).astype(np.int32)], cv2.GC_FGD)
+    border = max(2, min(h, w) // 64)
+    seeds[:border], seeds[-border:], seeds[:, :border], seeds[:, -border:] = (cv2.GC_BGD,) * 4
+    below = _below_jaw(oval, h, w)
+    seeds[below] = cv2.GC_BGD
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), seeds, None, background, foreground, GRABCUT_ITERATIONS,
+                cv2.GC_INIT_WITH_MASK)
+    mask = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)) & ~below
+    return _largest_region(mask)
+
+
+def _below_jaw(oval: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[H, W] True below the jaw line, which runs level out from the jaw's corners."""
+    jaw = oval[_JAW]
+    jaw = jaw[np.argsort(jaw[:, 0])]
+    xs = np.arange(w) + 0.5
+    line = np.interp(xs, jaw[:, 0], jaw[:, 1], left=jaw[0, 1], right=jaw[-1, 1])
+    return (np.arange(h)[:, None] + 0.5) > line[None, :]
+
+
+def _largest_region(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    if count <= 1:
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))

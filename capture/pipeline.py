@@ -1,0 +1,206 @@
+"""From a video (or photos) of a person to a fitted GaussianHead: track, check, fit the face,
+mask, scaffold, fit the Gaussians, and score the held-out frames.
+
+The last `holdout` share of the frames with a face is never fitted to; it is what the
+report (and `avatar eval`) scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from avatar import Camera, InputError, Track
+from capture.expression_basis import generic_expression_basis
+from capture.face_fit import FaceFit, fit_face
+from capture.face_mesh import load_canonical_mesh
+from capture.frames import decode_frames, fit_size, frame_masks
+from capture.head_fit import FitFrames, FitLog, HeadModel, fit_head, initial_head
+from capture.media import MediaSource, open_media
+from capture.reenactment import Reenactment, evaluate_reenactment
+from capture.scaffold import build_scaffold
+from capture.tracking import TrackingStats, track_media
+from render import GaussianHead
+
+log = logging.getLogger(__name__)
+
+MIN_FOUND = 0.5            # share of frames with a face
+MAX_SEVERAL_FACES = 0.2    # share of face frames with more than one face
+MIN_SECONDS = 3.0          # of video with a face
+MIN_BRIGHTNESS = 0.12      # mean of the head's pixels, 0..1
+CHECKPOINT_EVERY = 500
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """How hard to fit. The defaults aim at quality within ~15 min for 20 s of 512x512 video on 2 cores."""
+
+    iterations: int = 5000
+    train_size_px: int = 256
+    num_gaussians: int = 30_000
+    max_gaussians: int = 45_000
+    holdout: float = 0.2
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "CaptureOptions":
+        """A fast, low-resolution fit (~2-3 min)."""
+        return cls(iterations=700, train_size_px=160, num_gaussians=12_000, max_gaussians=16_000)
+
+
+@dataclass
+class CaptureInput:
+    """The tracked and checked input: track, face fit and the frame split."""
+
+    source: MediaSource
+    track: Track
+    stats: TrackingStats
+    face: FaceFit
+    train: np.ndarray
+    holdout: np.ndarray
+
+
+@dataclass
+class CaptureResult:
+    head: GaussianHead
+    input: CaptureInput
+    log: FitLog
+    reenactment: Reenactment | None
+    options: CaptureOptions
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict:
+        """What the bundle records of the capture (JSON-safe)."""
+        info = self.input
+        return {
+            "source": info.source.path.name, "source_frames": int(len(info.track.time_s)),
+            "source_fps": info.source.fps, "train_frames": info.train.tolist(),
+            "holdout_frames": info.holdout.tolist(),
+            "focal_scale": info.face.camera.fx_px / info.track.camera.fx_px,
+            "options": asdict(self.options), "iterations_done": len(self.log.loss),
+            "fit_seconds": round(self.log.seconds, 1),
+            "metrics": self.reenactment.summary() if self.reenactment else None,
+        }
+
+
+def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True) -> CaptureInput:
+    """Track `path`, refuse a poor capture (InputError saying what to re-record), fit the face."""
+    source = open_media(path)
+    track, stats = track_media(source, progress=progress)
+    name = source.path.name
+    if stats.found_fraction < MIN_FOUND:
+        raise InputError(f"the face is found in only {stats.found_fraction:.0%} of the frames of {name}: re-record "
+                         "with the face in view and turned to the camera the whole time")
+    if stats.several_faces_fraction > MAX_SEVERAL_FACES:
+        raise InputError(f"{stats.several_faces_fraction:.0%} of the frames of {name} show more than one face: "
+                         "re-record with only the person to capture in view")
+    valid = np.flatnonzero(track.valid)
+    if source.kind == "video" and len(valid) / source.fps < MIN_SECONDS:
+        raise InputError(f"{name} has only {len(valid) / source.fps:.1f} s with a face: record at least "
+                         f"{MIN_SECONDS:g} s (10-20 s of talking, turning the head a little, is best)")
+    cut = len(valid) - (round(holdout * len(valid)) if source.kind == "video" else 0)
+    train, held = valid[:cut], valid[cut:]
+    mesh = load_canonical_mesh()
+    basis = generic_expression_basis(mesh)
+    face = fit_face(track, mesh, basis, frames=train)
+    if len(held):
+        refined = fit_face(track, mesh, basis, frames=held, fixed=face)
+        face.head_rotation[held] = refined.head_rotation[held]
+        face.head_translation_cm[held] = refined.head_translation_cm[held]
+        face.rms_px[held] = refined.rms_px[held]
+    return CaptureInput(source, track, stats, face, train, held)
+
+
+def training_frames(info: CaptureInput, size_px: int, progress: bool = True) -> FitFrames:
+    """The training frames at `size_px` (longer side) with their masks; InputError if too dark."""
+    source = info.source
+    size = fit_size(source.width_px, source.height_px, size_px)
+    images = decode_frames(source, info.train, size, progress)
+    masks = frame_masks(images, info.track.landmarks_px[info.train], (source.width_px, source.height_px), progress)
+    brightness = float(images[masks].mean()) / 255 if masks.any() else 0.0
+    if brightness < MIN_BRIGHTNESS:
+        raise InputError(f"{source.path.name} is too dark (the head's mean brightness is {brightness:.0%}): "
+                         "re-record with the face well and evenly lit")
+    return FitFrames(images, masks, info.face.camera.resized(*size), info.track.weights[info.train],
+                     info.face.head_rotation[info.train].astype(np.float32),
+                     info.face.head_translation_cm[info.train].astype(np.float32))
+
+
+def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(), *,
+            checkpoint: Path | None = None, resume: bool = False, progress: bool = True) -> CaptureResult:
+    """The whole capture; `checkpoint` is written every CHECKPOINT_EVERY steps and at the end,
+    and with `resume` the fit goes on from it (to `options.iterations`, which may be larger)."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    info = prepare(path, options.holdout, progress)
+    timings["track_and_face_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    frames = training_frames(info, options.train_size_px, progress)
+    timings["frames_and_masks_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+
+    start, fit_log = 0, FitLog()
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        if state["source_frames"] != len(info.track.time_s) or state["train_size_px"] != options.train_size_px:
+            raise InputError(f"the checkpoint {checkpoint} is from another input or --size: start afresh "
+                             "without --resume")
+        model = HeadModel(state["head"])
+        start, fit_log = state["step"], state["log"]
+        options = replace(options, iterations=max(options.iterations, start))
+    else:
+        scaffold = build_scaffold(info.face.neutral_vertices_cm, info.face.vertex_deltas_cm,
+                                  load_canonical_mesh().triangles)
+        rest = int(np.argmin(frames.weights.sum(1)))
+        model = HeadModel(initial_head(scaffold, frames, rest, options.num_gaussians, options.seed))
+
+    def save_checkpoint(step: int) -> None:
+        if checkpoint is None:
+            return
+        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+        torch.save({"head": model.to_head(), "step": step, "log": fit_log, "source_frames": len(info.track.time_s),
+                    "train_size_px": options.train_size_px}, tmp)
+        os.replace(tmp, checkpoint)
+
+    with tqdm(total=options.iterations, initial=start, unit="step", desc="fitting", disable=not progress,
+              leave=False) as bar:
+        def on_step(step: int, log_: FitLog) -> None:
+            bar.update()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(log_.loss[-20:]):.4f}", psnr=f"{np.mean(log_.psnr[-20:]):.2f}",
+                                gaussians=len(model))
+            if (step + 1) % CHECKPOINT_EVERY == 0:
+                save_checkpoint(step + 1)
+
+        fit_head(model, frames, options.iterations, start=start, log=fit_log, max_gaussians=options.max_gaussians,
+                 seed=options.seed, on_step=on_step)
+    save_checkpoint(options.iterations)
+    timings["fit_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    head = model.to_head()
+    reenactment = evaluate_reenactment(head, info.source, info.track, info.face, info.holdout, info.train,
+                                       progress=progress) if len(info.holdout) else None
+    timings["evaluate_s"] = time.perf_counter() - clock
+    return CaptureResult(head, info, fit_log, reenactment, options, timings)
+
+
+def face_fit_of(head: GaussianHead, track: Track, focal_scale: float) -> FaceFit:
+    """A FaceFit carrying a fitted head's face mesh (its first 468 vertices) and focal scale, for
+    refining the pose of new frames (`fit_face(..., fixed=...)`)."""
+    c = track.camera
+    camera = Camera(c.width_px, c.height_px, c.fx_px * focal_scale, c.fy_px * focal_scale, c.cx_px, c.cy_px)
+    nan = np.full_like(track.head_rotation, np.nan)
+    return FaceFit(head.neutral_vertices_cm[:468], head.vertex_deltas_cm[:, :468], nan, nan.copy(), camera,
+                   np.full(len(track.time_s), np.nan, np.float32))
+
+
+def seconds_to_text(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.0f} s"
+

@@ -1,0 +1,91 @@
+"""Self-reenactment: drive a fitted head with held-out frames' tracked weights and pose, and
+score it inside their head masks against the nearest-neighbour retrieval baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from avatar import FaceState, Track
+from capture.face_fit import FaceFit
+from capture.frames import decode_frames, fit_size, frame_masks
+from capture.media import MediaSource
+from capture.metrics import (align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame)
+from render import GaussianHead
+from render.cpu import CpuRenderer
+
+EVAL_SIZE_PX = 512
+SHEET_ROWS = 4
+# Scores skip this band (px, at the evaluation size) inside the mask's edge: GrabCut's boundary
+# wanders by a pixel or two from frame to frame, and neither an avatar nor a retrieved frame can
+# follow it there. Avatar and baseline are scored on the same pixels.
+EDGE_PX = 3
+
+
+@dataclass
+class Reenactment:
+    """Mean scores over the held-out frames, per-frame rows, and example rows for a picture.
+
+    `examples` are [H, 4W, 3] uint8 rows: truth | render | error (x4) | baseline.
+    """
+
+    psnr: float
+    ssim: float
+    baseline_psnr: float
+    baseline_ssim: float
+    frames: int
+    per_frame: list[dict] = field(default_factory=list)
+    examples: list[np.ndarray] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"psnr": round(self.psnr, 3), "ssim": round(self.ssim, 4), "baseline_psnr": round(self.baseline_psnr, 3),
+                "baseline_ssim": round(self.baseline_ssim, 4), "frames": self.frames}
+
+
+def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, face: FaceFit,
+                         holdout: np.ndarray, train: np.ndarray, size_px: int = EVAL_SIZE_PX,
+                         progress: bool = False) -> Reenactment:
+    """Render `holdout` frames with their weights and `face`'s pose; compare inside their masks
+    (`EDGE_PX` in from the edge).
+
+    The baseline takes, for each held-out frame, the `train` frame closest in weights and pose,
+    warps it onto the held-out frame by the similarity that maps its landmarks onto the
+    held-out ones, and is scored the same way.
+    """
+    size = fit_size(source.width_px, source.height_px, size_px)
+    camera = face.camera.resized(*size)
+    rot, trans = face.head_rotation, face.head_translation_cm
+    nearest = np.array([nearest_training_frame(track.weights[h], rot[h], trans[h], track.weights[train], rot[train],
+                                               trans[train]) for h in holdout], dtype=int)
+    retrieved = train[nearest]
+    needed = np.unique(np.concatenate([holdout, retrieved]))
+    images = decode_frames(source, needed, size, progress)
+    at = {int(i): k for k, i in enumerate(needed)}
+    truth = images[[at[int(h)] for h in holdout]]
+    masks = frame_masks(truth, track.landmarks_px[holdout], (source.width_px, source.height_px), progress)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1, 2 * EDGE_PX + 1))
+    inner = np.stack([cv2.erode(m.astype(np.uint8), kernel) > 0 for m in masks])
+    scale = np.array([size[0] / source.width_px, size[1] / source.height_px])
+    renderer = CpuRenderer()
+    rows, examples = [], []
+    pick = set(np.linspace(0, len(holdout) - 1, min(SHEET_ROWS, len(holdout))).round().astype(int).tolist())
+    for k, h in enumerate(tqdm(holdout, unit="frame", desc="re-enacting", disable=not progress, leave=False)):
+        state = FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h])
+        render = np.clip(renderer.render(camera, head.evaluate(state), (1.0, 1.0, 1.0))[..., :3], 0, 1)
+        real = truth[k].astype(np.float32) / 255
+        lm_h = track.landmarks_px[h, :468, :2] * scale
+        lm_r = track.landmarks_px[retrieved[k], :468, :2] * scale
+        baseline = align_by_landmarks(images[at[int(retrieved[k])]], lm_r, lm_h).astype(np.float32) / 255
+        mask = inner[k]
+        rows.append({"frame": int(h), "psnr": masked_psnr(render, real, mask), "ssim": masked_ssim(render, real, mask),
+                     "baseline_frame": int(retrieved[k]), "baseline_psnr": masked_psnr(baseline, real, mask),
+                     "baseline_ssim": masked_ssim(baseline, real, mask)})
+        if k in pick:
+            error = np.clip(np.abs(render - real).mean(2, keepdims=True) * 4, 0, 1) * mask[..., None]
+            examples.append((np.concatenate([real, render,
+                                             np.repeat(error, 3, 2), baseline], axis=1) * 255).round().astype(np.uint8))
+    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim")}
+    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, **mean)
