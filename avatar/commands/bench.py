@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from avatar.commands.bench_capture import add_parsers as add_capture_benches
 from avatar.commands.bench_server import add_parsers as add_server_benches
 from avatar.commands.bench_speech import run_bilabials, run_lipsync
 
@@ -68,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     b.set_defaults(run=run_bilabials)
     add_server_benches(kinds)
+    add_capture_benches(kinds)
 
 
 def _size(text: str) -> tuple[int, int]:

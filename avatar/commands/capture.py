@@ -1,4 +1,5 @@
-"""`avatar capture` (a person's video to an animatable Gaussian head) and `avatar eval` (self-reenactment)."""
+"""`avatar capture` (a person's video to an animatable Gaussian head), `avatar eval` (self-reenactment)
+and `avatar export-dataset` (the capture as a nerfstudio dataset)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(run=run_eval)
+    add_export_parser(subparsers)
 
 
 def run_capture(args: argparse.Namespace) -> int:
@@ -121,4 +123,58 @@ def run_eval(args: argparse.Namespace) -> int:
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
               f"{result.baseline_ssim:.4f}")
     print(json.dumps(result.summary()))
+    return 0
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    x = subparsers.add_parser(
+        "export-dataset", help="a capture's frames, head masks and cameras as a nerfstudio dataset",
+        description="Tracks VIDEO (pose refined with the avatar's face when --avatar is given, else with a "
+                    "fresh face fit), masks the head and writes OUT/images, OUT/masks and OUT/transforms.json: "
+                    "cameras in head space (cm, OpenGL axes), per-frame ARKit weights, and the train / held-out "
+                    "split (the avatar's, or the last --holdout).")
+    x.add_argument("video", type=Path, help="the capture's video")
+    x.add_argument("-o", "--output", type=Path, required=True, help="new folder for the dataset")
+    x.add_argument("--avatar", type=Path, help=".avatar bundle made from this video (its face, focal and split)")
+    x.add_argument("--size", type=int, default=512, help="longer side of the written frames, px; default 512")
+    x.add_argument("--holdout", type=float, default=0.2, help="held-out share without --avatar; default 0.2")
+    x.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    x.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from avatar import OutputError
+    from avatar.model import Avatar
+    from capture import generic_expression_basis, load_canonical_mesh, open_media, track_media
+    from capture.dataset import write_dataset
+    from capture.face_fit import fit_face
+    from capture.frames import decode_frames, fit_size, frame_masks
+    from capture.pipeline import face_fit_of, prepare
+
+    if args.output.exists():
+        raise OutputError(f"{args.output} already exists: choose a new folder for the dataset")
+    progress = not args.quiet
+    if args.avatar is not None:
+        avatar = Avatar.load(args.avatar)
+        info = avatar.metadata.get("capture") or {}
+        source = open_media(args.video)
+        track, _ = track_media(source, progress=progress)
+        mesh = load_canonical_mesh()
+        fixed = face_fit_of(avatar.head, track, float(info.get("focal_scale", 1.0)))
+        face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=fixed)
+        indices = np.flatnonzero(track.valid)
+        holdout = set(info.get("holdout_frames", [])) if len(track.time_s) == info.get("source_frames") else set()
+    else:
+        prepared = prepare(args.video, args.holdout, progress)
+        source, track, face = prepared.source, prepared.track, prepared.face
+        indices = np.concatenate([prepared.train, prepared.holdout])
+        holdout = set(prepared.holdout.tolist())
+    size = fit_size(source.width_px, source.height_px, args.size)
+    images = decode_frames(source, indices, size, progress)
+    masks = frame_masks(images, track.landmarks_px[indices], (source.width_px, source.height_px), progress)
+    path = write_dataset(args.output, images, masks, indices, track, face.camera.resized(*size),
+                         face.head_rotation[indices], face.head_translation_cm[indices], holdout, progress)
+    print(f"{len(indices)} frames ({len(holdout & set(indices.tolist()))} held out), head masks and cameras -> {path}")
     return 0

@@ -1,0 +1,122 @@
+"""`avatar capture`, `avatar eval` and `avatar export-dataset` end to end on small generated videos."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from avatar.cli import main
+from avatar.model import Avatar
+from render import VideoWriter
+
+
+def write_video(path: Path, seconds: float, fps: float = 10.0, brightness: float = 1.0) -> Path:
+    """The astronaut, swaying a few pixels and turning a little, as an MP4."""
+    from avatar.sample import sample_photo
+
+    photo = sample_photo()
+    with VideoWriter(path, fps) as video:
+        for i in range(round(seconds * fps)):
+            t = i / fps
+            matrix = cv2.getRotationMatrix2D((256, 200), 3 * math.sin(t), 1.0 + 0.02 * math.sin(0.7 * t))
+            matrix[:, 2] += [4 * math.sin(1.3 * t), 2 * math.cos(t)]
+            frame = cv2.warpAffine(photo, matrix, (512, 512), borderMode=cv2.BORDER_REFLECT)
+            video.write(np.clip(frame * brightness, 0, 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory, face_model_path) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "astronaut.mp4", 4.0)
+
+
+@pytest.fixture(scope="module")
+def captured(video, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("capture") / "astronaut.avatar"
+    assert main(["capture", str(video), "-o", str(out), "--iterations", "40", "--gaussians", "3000", "--size", "96",
+                 "-q"]) == 0
+    return out
+
+
+def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys):
+    avatar = Avatar.load(captured)
+    info = avatar.metadata["capture"]
+    assert info["iterations_done"] == 40 and len(info["holdout_frames"]) == 8 and len(info["train_frames"]) == 32
+    assert info["holdout_frames"][0] > max(info["train_frames"])
+    report = captured.with_name("astronaut.report")
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames"} <= set(metrics) and metrics["frames"] == 8
+    for picture in ("holdout.png", "curves.png"):
+        assert cv2.imread(str(report / picture)) is not None
+    assert captured.with_name("astronaut.avatar.ckpt").exists()
+    skull = avatar.head.triangle_ids.max() >= 898
+    assert skull, "no Gaussian sits on the scaffold"
+
+
+def test_capture_resumes_from_its_checkpoint(captured, video):
+    assert main(["capture", str(video), "-o", str(captured), "--iterations", "55", "--gaussians", "3000",
+                 "--size", "96", "--resume", "-q"]) == 0
+    assert Avatar.load(captured).metadata["capture"]["iterations_done"] == 55
+
+
+def test_eval_prints_the_scores_as_its_last_line(captured, video, capsys):
+    assert main(["eval", str(captured), str(video), "-q"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(last) == ["psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames"]
+    assert last["frames"] == 8 and 5 < last["psnr"] < 60 and 0 < last["ssim"] <= 1
+
+
+def test_export_dataset_writes_frames_masks_and_cameras(captured, video, tmp_path):
+    out = tmp_path / "dataset"
+    assert main(["export-dataset", str(video), "-o", str(out), "--avatar", str(captured), "--size", "128",
+                 "-q"]) == 0
+    data = json.loads((out / "transforms.json").read_text())
+    assert len(data["frames"]) == 40 and len(data["val_filenames"]) == 8 and data["w"] == 128
+    mask = cv2.imread(str(out / data["frames"][0]["mask_path"]), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (128, 128) and 0 < (mask > 0).mean() < 0.6
+    assert main(["export-dataset", str(video), "-o", str(out), "--avatar", str(captured)]) == 1
+
+
+def test_a_short_capture_is_refused_with_what_to_record(tmp_path, capsys, face_model_path):
+    short = write_video(tmp_path / "short.mp4", 1.5)
+    out = tmp_path / "short.avatar"
+    assert main(["capture", str(short), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "1.5 s with a face: record at least 3 s" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_dark_capture_is_refused(tmp_path, capsys, face_model_path):
+    dark = write_video(tmp_path / "dark.mp4", 3.5, brightness=0.1)
+    assert main(["capture", str(dark), "-o", str(tmp_path / "dark.avatar"), "-q", "--iterations", "5"]) == 1
+    err = capsys.readouterr().err
+    assert ("too dark" in err or "no face found" in err or "found in only" in err) and "Traceback" not in err
+
+
+def test_several_faces_and_a_lost_face_are_refused(tmp_path, monkeypatch, video):
+    import capture.pipeline as pipeline
+    from avatar import InputError
+    from capture.tracking import TrackingStats, track_media
+
+    real = track_media
+
+    def crowded(source, **kwargs):
+        track, stats = real(source, **kwargs)
+        return track, TrackingStats(stats.frames, stats.found_fraction, stats.ms_per_frame, 2, 0.6)
+
+    monkeypatch.setattr(pipeline, "track_media", crowded)
+    with pytest.raises(InputError, match="more than one face: re-record with only the person"):
+        pipeline.prepare(video)
+
+    def lost(source, **kwargs):
+        track, stats = real(source, **kwargs)
+        return track, TrackingStats(stats.frames, 0.4, stats.ms_per_frame, 1, 0.0)
+
+    monkeypatch.setattr(pipeline, "track_media", lost)
+    with pytest.raises(InputError, match="found in only 40% of the frames"):
+        pipeline.prepare(video)

@@ -1,0 +1,209 @@
+"""Capture's parts on generated inputs: face fit, masks, scaffold, the torch head, fitting, metrics, dataset."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from avatar import Camera, FaceState, OutputError, Track, index_of
+from capture import generic_expression_basis, load_canonical_mesh
+from capture.dataset import head_space_cameras, write_dataset
+from capture.face_fit import fit_face
+from capture.head_fit import FitFrames, HeadModel, _densify_and_prune, fit_head, ssim
+from capture.masks import head_mask
+from capture.metrics import align_by_landmarks, masked_psnr, nearest_training_frame
+from capture.scaffold import ScaffoldMesh, build_scaffold
+from render.cpu import CpuRenderer
+from tests.test_head import small_head
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    return load_canonical_mesh()
+
+
+def synthetic_track(mesh, basis, frames: int = 40, seed: int = 0) -> tuple[Track, np.ndarray]:
+    """Landmarks of a known face (the canonical one, widened 5%) under known poses and weights."""
+    rng = np.random.default_rng(seed)
+    truth = mesh.vertices_cm * np.array([1.05, 1.0, 1.0], np.float32)
+    camera = Camera.from_vertical_fov(512, 512, 63.0)
+    weights = np.clip(rng.normal(0, 0.15, (frames, 52)), 0, 1).astype(np.float32)
+    rotations = rng.normal(0, 0.1, (frames, 3)).astype(np.float32)
+    translations = np.tile(np.float32([0, 0, -45]), (frames, 1)) + rng.normal(0, 1, (frames, 3)).astype(np.float32)
+    landmarks = np.zeros((frames, 478, 3), np.float32)
+    from avatar.rotation import rotvec_to_matrix
+
+    for f in range(frames):
+        shape = truth + np.tensordot(weights[f], basis, axes=1)
+        cam = shape @ rotvec_to_matrix(rotations[f]).T + translations[f]
+        uv, _ = camera.project(cam)
+        landmarks[f, :468, :2] = uv
+        landmarks[f, 468:, :2] = uv[:10]
+    track = Track(np.arange(frames) / 25.0, np.ones(frames, bool), np.ones(frames, bool), landmarks, weights,
+                  rotations + rng.normal(0, 0.01, rotations.shape).astype(np.float32), translations, camera)
+    return track, truth
+
+
+def test_face_fit_recovers_the_landmarks_and_a_fixed_fit_moves_only_the_pose(mesh):
+    basis = generic_expression_basis(mesh)
+    track, truth = synthetic_track(mesh, basis)
+    fit = fit_face(track, mesh, basis, iterations=300)
+    assert np.nanmedian(fit.rms_px) < 0.5
+    width = lambda v: v[:, 0].max() - v[:, 0].min()  # noqa: E731
+    assert abs(width(fit.neutral_vertices_cm) / width(truth) - 1) < 0.03
+    again = fit_face(track, mesh, basis, frames=np.arange(10), fixed=fit)
+    np.testing.assert_array_equal(again.neutral_vertices_cm, fit.neutral_vertices_cm)
+    assert again.camera.fx_px == pytest.approx(fit.camera.fx_px)
+    assert np.nanmedian(again.rms_px[:10]) < 0.6 and np.isnan(again.rms_px[10:]).all()
+
+
+def test_head_mask_keeps_the_face_and_drops_border_and_neck(mesh):
+    from avatar.sample import sample_photo
+    from capture import track_image
+
+    image = sample_photo()
+    track = track_image(image)
+    landmarks = track.landmarks_px[0]
+    mask = head_mask(image, landmarks)
+    face = np.zeros(mask.shape, np.uint8)
+    from capture import LANDMARK_GROUPS
+
+    cv2.fillPoly(face, [np.round(landmarks[LANDMARK_GROUPS["face_oval"], :2] * 0.9
+                                 + landmarks[LANDMARK_GROUPS["face_oval"], :2].mean(0) * 0.1).astype(np.int32)], 1)
+    assert mask[face > 0].mean() > 0.97
+    assert not mask[:4].any() and not mask[:, :4].any()
+    chin = int(landmarks[152, 1])
+    assert not mask[chin + 10:].any()
+    assert 0.03 < mask.mean() < 0.5
+
+
+def test_scaffold_adds_a_skull_behind_the_face_and_a_mouth_that_opens(mesh):
+    basis = generic_expression_basis(mesh)
+    scaffold = build_scaffold(mesh.vertices_cm, basis, mesh.triangles)
+    counts = np.bincount(scaffold.region)
+    assert counts[ScaffoldMesh.FACE] == len(mesh.triangles) and counts[ScaffoldMesh.SKULL] > 500
+    assert scaffold.triangles.max() < len(scaffold.vertices_cm)
+    np.testing.assert_array_equal(scaffold.vertices_cm[:468], mesh.vertices_cm)
+    skull = np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.SKULL])
+    assert not scaffold.vertex_deltas_cm[:, skull].any()          # rigid with the head
+    mouth = np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.MOUTH])
+    mouth = mouth[mouth >= 468]
+    jaw = scaffold.vertex_deltas_cm[index_of("jawOpen"), mouth]
+    assert (np.linalg.norm(jaw, axis=1) > 0).mean() > 0.5          # the cavity follows the jaw
+    assert scaffold.vertices_cm[skull, 2].min() < mesh.vertices_cm[:, 2].min() - 5  # the back of the head
+
+
+def test_head_model_matches_gaussian_head_evaluate():
+    head = small_head(300)
+    model = HeadModel(head)
+    rng = np.random.default_rng(1)
+    state = FaceState(0.0, rng.uniform(0, 1, 52), [0.1, -0.2, 0.05], [1.0, -2.0, -40.0])
+    expected = head.evaluate(state)
+    with torch.no_grad():
+        means, rotations, scales, opacities, colors = model(
+            torch.from_numpy(state.weights), torch.from_numpy(state.head_rotation),
+            torch.from_numpy(state.head_translation_cm))
+    np.testing.assert_allclose(means.numpy(), expected.means, atol=1e-4)
+    np.testing.assert_allclose(rotations.numpy(), expected.rotations, atol=1e-5)
+    np.testing.assert_allclose(scales.numpy(), expected.scales, rtol=1e-5)
+    np.testing.assert_allclose(opacities.numpy(), expected.opacities, rtol=1e-6)
+    restored = model.to_head()
+    np.testing.assert_allclose(restored.evaluate(state).means, expected.means, atol=1e-5)
+
+
+def _frames_of(head, count: int = 6, size: int = 64) -> FitFrames:
+    camera = Camera.from_vertical_fov(size, size, 30.0)
+    renderer = CpuRenderer()
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(0, 0.5, (count, 52)).astype(np.float32)
+    rotations = rng.normal(0, 0.05, (count, 3)).astype(np.float32)
+    translations = np.tile(np.float32([0, 0, -6]), (count, 1))
+    images, masks = [], []
+    for k in range(count):
+        rgba = renderer.render(camera, head.evaluate(FaceState(0, weights[k], rotations[k], translations[k])),
+                               (1.0, 1.0, 1.0))
+        images.append((np.clip(rgba[..., :3], 0, 1) * 255).round().astype(np.uint8))
+        masks.append(rgba[..., 3] > 0.5)
+    return FitFrames(np.stack(images), np.stack(masks), camera, weights, rotations, translations)
+
+
+def test_fitting_brings_a_perturbed_head_back_to_its_frames():
+    head = small_head(400, with_deltas=False)
+    head.opacity_logits[:] = 3.0
+    frames = _frames_of(head)
+    start = small_head(400, with_deltas=False)
+    start.opacity_logits[:] = 3.0
+    start.colors[:] = 0.5
+    model = HeadModel(start)
+    log = fit_head(model, frames, 150, densify_every=10**6)
+    assert np.mean(log.psnr[-10:]) > np.mean(log.psnr[:10]) + 6
+
+
+def test_densify_and_prune_keep_every_array_consistent():
+    model = HeadModel(small_head(200))
+    with torch.no_grad():
+        model.opacity_logits[:20] = -10.0   # 20 nearly transparent: pruned
+    _densify_and_prune(model, torch.rand(200), 1000, np.random.default_rng(0))
+    n = len(model)
+    assert n == 180 + 10
+    assert model.position_deltas_cm.shape == (52, n, 3) and model.local_positions.shape == (n, 3)
+    assert model.to_head().evaluate(FaceState()).means.shape == (n, 3)
+
+
+def test_ssim_is_one_for_equal_images_and_lower_for_noise():
+    image = torch.rand(40, 50, 3)
+    assert float(ssim(image, image)) == pytest.approx(1.0, abs=1e-5)
+    assert float(ssim(image, (image + 0.2 * torch.randn_like(image)).clamp(0, 1))) < 0.9
+
+
+def test_metrics_and_retrieval():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 1, (32, 32, 3))
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    noisy = truth.copy()
+    noisy[~mask] = 0           # outside the mask: not scored
+    assert masked_psnr(noisy, truth, mask) > 100
+    assert masked_psnr(truth + 0.1, truth, mask) == pytest.approx(20.0, abs=1e-6)
+    train_w = rng.uniform(0, 1, (10, 52))
+    zeros = np.zeros((10, 3))
+    assert nearest_training_frame(train_w[7], np.zeros(3), np.zeros(3), train_w, zeros, zeros) == 7
+    points = rng.uniform(0, 32, (20, 2))
+    np.testing.assert_allclose(align_by_landmarks(truth.astype(np.float32), points, points), truth, atol=1e-5)
+
+
+def test_dataset_has_nerfstudio_transforms_and_nothing_half_written(tmp_path):
+    count = 4
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 255, (count, 24, 32, 3), dtype=np.uint8)
+    masks = rng.uniform(size=(count, 24, 32)) > 0.5
+    rotations = rng.normal(0, 0.2, (count, 3))
+    translations = rng.normal(0, 1, (count, 3)) + [0, 0, -40]
+    track = Track(np.arange(count) / 25, np.ones(count, bool), np.ones(count, bool),
+                  np.zeros((count, 478, 3), np.float32), rng.uniform(0, 1, (count, 52)).astype(np.float32),
+                  rotations.astype(np.float32), translations.astype(np.float32),
+                  Camera.from_vertical_fov(32, 24, 50.0))
+    indices = np.arange(count)
+    path = write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, {3})
+    data = json.loads(path.read_text())
+    assert data["camera_model"] == "OPENCV" and (data["w"], data["h"]) == (32, 24)
+    assert data["val_filenames"] == ["images/frame_00003.png"] and len(data["train_filenames"]) == 3
+    first = data["frames"][0]
+    assert len(first["arkit_weights"]) == 52
+    saved = cv2.cvtColor(cv2.imread(str(tmp_path / "set" / first["file_path"])), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(saved, images[0])
+    # The camera in head space sees the head where the real camera saw it.
+    pose = np.array(first["transform_matrix"])
+    from avatar.rotation import rotvec_to_matrix
+
+    head_to_camera = np.eye(4)
+    head_to_camera[:3, :3], head_to_camera[:3, 3] = rotvec_to_matrix(rotations[0]), translations[0]
+    np.testing.assert_allclose(pose @ head_to_camera, np.eye(4), atol=1e-4)
+    np.testing.assert_allclose(head_space_cameras(rotations, translations)[0], pose, atol=1e-5)
+    with pytest.raises(OutputError, match="already exists"):
+        write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, set())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
