@@ -19,18 +19,39 @@ AVATAR_KIND = "gaussian-head"
 FRAMING_FOV_DEG = 25.0
 
 
+SPEECH_PREFIX = "speech/"
+
+
 @dataclass
 class Avatar:
-    """A named GaussianHead plus free-form metadata (source, how it was made)."""
+    """A named GaussianHead plus free-form metadata (source, how it was made).
+
+    `speech` holds the weights of a speech model tuned to this person (`animation.tuning`),
+    by parameter name, or is empty: then the shipped model speaks for it.
+    """
 
     head: GaussianHead
     name: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    speech: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the `.avatar` bundle atomically."""
         meta = {**self.metadata, "kind": AVATAR_KIND, "name": self.name, "gaussians": len(self.head)}
-        return write_bundle(path, Bundle(arrays=self.head.to_bundle_arrays(), metadata=meta))
+        arrays = {**self.head.to_bundle_arrays(), **{SPEECH_PREFIX + k: v for k, v in self.speech.items()}}
+        return write_bundle(path, Bundle(arrays=arrays, metadata=meta))
+
+    def speech_model(self):
+        """The person's tuned `animation.Audio2Face`, or None when the avatar has none."""
+        if not self.speech:
+            return None
+        from animation import load_default_model
+        from animation.tuning import model_from_arrays
+
+        try:
+            return model_from_arrays(self.speech, load_default_model())
+        except ValueError as exc:
+            raise BundleError(f"avatar {self.name}: {exc}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Avatar":
@@ -40,7 +61,9 @@ class Avatar:
             raise BundleError(f"{path} is an .avatar bundle but holds no Gaussian head "
                               f"(kind {bundle.metadata.get('kind')!r})")
         metadata = {k: v for k, v in bundle.metadata.items() if k not in ("kind", "name")}
-        return cls(GaussianHead.from_bundle(bundle), str(bundle.metadata.get("name", Path(path).stem)), metadata)
+        speech = {k[len(SPEECH_PREFIX):]: v for k, v in bundle.arrays.items() if k.startswith(SPEECH_PREFIX)}
+        return cls(GaussianHead.from_bundle(bundle), str(bundle.metadata.get("name", Path(path).stem)), metadata,
+                   speech)
 
     def framing(self) -> tuple[np.ndarray, float]:
         """Centre (cm, head space) and radius (cm) of a sphere around the neutral head's Gaussians."""

@@ -43,7 +43,7 @@ class CaptureOptions:
     """How hard to fit. The defaults aim at quality within ~15 min for 20 s of 512x512 video on 2 cores."""
 
     iterations: int = 5000
-    train_size_px: int = 256
+    train_size_px: int = 512
     num_gaussians: int = 30_000
     max_gaussians: int = 45_000
     holdout: float = 0.2
@@ -52,7 +52,7 @@ class CaptureOptions:
     @classmethod
     def quick(cls) -> "CaptureOptions":
         """A fast, low-resolution fit (~2-3 min)."""
-        return cls(iterations=700, train_size_px=160, num_gaussians=12_000, max_gaussians=16_000)
+        return cls(iterations=800, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000)
 
 
 @dataclass

@@ -22,77 +22,114 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from render.cpu import (_A, _B, _BLOCK_PX, _BLOCKS_X, _BLUE, _C, _END_AT, _FAST, _G, _LANES, _OPACITY, _R, _SUPPORT,
+from render.cpu import (_A, _B, _BLOCK_PX, _BLOCKS, _BLOCKS_X, _BLUE, _C, _END_AT, _FAST, _G, _LANES, _OPACITY, _R, _SUPPORT,
                         _T_AT, _TILE_PIXELS, _U, _V, TILE_PX, RasterState, _claim, _exp_nonpositive)
 from render.gaussians import MAX_ALPHA, MIN_ALPHA
 
 # Gradient columns per Gaussian: mean (u, v) px, conic (a, b, c), opacity, RGB.
 GRAD_U, GRAD_V, GRAD_A, GRAD_B, GRAD_C, GRAD_OPACITY, GRAD_R, GRAD_G, GRAD_BLUE = range(9)
 NUM_GRADS = 9
+# Where each per-pixel backward quantity starts in a tile's scratch buffer.
+_S_R, _S_G, _S_B, _G_R, _G_G, _G_B, _G_FINAL = (np.uint64(i * _TILE_PIXELS) for i in range(1, 8))
 
 
 @njit(cache=True, fastmath=_FAST)
 def _backward_tile(tile: int, params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_list: np.ndarray,
                    tile_pixels: np.ndarray, tile_ends: np.ndarray, tiles_x: int, width: int, height: int,
-                   grad_image: np.ndarray, background: np.ndarray, grads: np.ndarray) -> None:
-    """Add one tile's pixels' gradients into `grads` [N, NUM_GRADS] (float64: many small terms)."""
+                   grad_image: np.ndarray, background: np.ndarray, grads: np.ndarray, state: np.ndarray,
+                   ends: np.ndarray, lane_dx: np.ndarray, lane_dy: np.ndarray, block_end: np.ndarray) -> None:
+    """Add one tile's gradients into `grads` [N, NUM_GRADS].
+
+    Walks the tile's list back to front in the forward's layout: a Gaussian visits the 4x4 blocks
+    its box overlaps (skipping blocks whose pixels all ended before it) and evaluates the 16 lanes
+    branch-free, so the lane loop vectorizes as the forward's does.
+
+    Args:
+        state: [8 * 256] float32 scratch per pixel, in one buffer (one base pointer, as in the forward):
+            T, colour behind (3), dL/dRGB (3), dL/dT_final x T_final, at the `_T`.. `_G_FINAL` offsets.
+        ends: [256] int32 scratch; lane_dx, lane_dy: [16] lane offsets; block_end: [16] int64 scratch.
+    """
     ox, oy = (tile % tiles_x) * TILE_PX, (tile // tiles_x) * TILE_PX
     last_x, last_y = min(ox + TILE_PX, width) - 1, min(oy + TILE_PX, height) - 1
     first = starts[tile]
-    for p in range(_TILE_PIXELS):
-        block, lane = p // _LANES, p % _LANES
-        bx, by = block % _BLOCKS_X, block // _BLOCKS_X
-        x = ox + bx * _BLOCK_PX + lane % _BLOCK_PX
-        y = oy + by * _BLOCK_PX + lane // _BLOCK_PX
-        if x > last_x or y > last_y:
-            continue
-        t_final = np.float64(tile_pixels[tile, _T_AT + p])
-        end = tile_ends[tile, p]
-        g_r, g_g, g_b = grad_image[y, x, 0], grad_image[y, x, 1], grad_image[y, x, 2]
-        # What the pixel's T after everything is worth: background colour, and alpha = 1 - T.
-        g_t_final = g_r * background[0] + g_g * background[1] + g_b * background[2] - grad_image[y, x, 3]
-        t = t_final
-        s_r = s_g = s_b = 0.0
-        # The forward's own arithmetic (block corner, then lane offset), so alpha matches it bit for bit.
-        corner_x, corner_y = np.float32(ox + bx * _BLOCK_PX + 0.5), np.float32(oy + by * _BLOCK_PX + 0.5)
-        lane_x, lane_y = np.float32(lane % _BLOCK_PX), np.float32(lane // _BLOCK_PX)
-        for k in range(end - 1, first - 1, -1):
-            g = tile_list[k]
-            # The forward visits a Gaussian only in the 4x4 blocks its box overlaps.
-            if not ((max(boxes[g, 0], ox) - ox) // _BLOCK_PX <= bx <= (min(boxes[g, 1], last_x) - ox) // _BLOCK_PX
-                    and (max(boxes[g, 2], oy) - oy) // _BLOCK_PX <= by <= (min(boxes[g, 3], last_y) - oy) // _BLOCK_PX):
+    latest = first
+    for block in range(_BLOCKS):
+        block_end[block] = first
+        for lane in range(_LANES):
+            p = np.uint64(block * _LANES + lane)
+            x = ox + (block % _BLOCKS_X) * _BLOCK_PX + lane % _BLOCK_PX
+            y = oy + (block // _BLOCKS_X) * _BLOCK_PX + lane // _BLOCK_PX
+            state[p + _S_R] = state[p + _S_G] = state[p + _S_B] = np.float32(0.0)
+            if x > last_x or y > last_y:
+                ends[p] = first   # padding: never active
+                state[p] = np.float32(1.0)
+                state[p + _G_R] = state[p + _G_G] = state[p + _G_B] = state[p + _G_FINAL] = np.float32(0.0)
                 continue
-            dx, dy = lane_x + (corner_x - params[g, _U]), lane_y + (corner_y - params[g, _V])
-            a, b, c = params[g, _A], params[g, _B], params[g, _C]
-            power = dx * (np.float32(-0.5) * a * dx - b * dy) + np.float32(-0.5) * c * dy * dy
-            if power < np.float32(-0.5) * params[g, _SUPPORT] - np.float32(1.0):
-                continue  # outside the support (the forward clamps there, to alpha < MIN_ALPHA)
-            gauss = _exp_nonpositive(min(power, np.float32(0.0)))
-            raw = params[g, _OPACITY] * gauss
-            alpha = min(np.float32(MAX_ALPHA), raw)
-            if alpha < np.float32(MIN_ALPHA):
-                continue
-            one_minus = 1.0 - np.float64(alpha)
-            t = t / one_minus   # T_i, transmittance in front of this Gaussian
-            red, green, blue = params[g, _R], params[g, _G], params[g, _BLUE]
-            weight = np.float64(alpha) * t
-            grads[g, GRAD_R] += weight * g_r
-            grads[g, GRAD_G] += weight * g_g
-            grads[g, GRAD_BLUE] += weight * g_b
-            g_alpha = t * ((red - s_r) * g_r + (green - s_g) * g_g + (blue - s_b) * g_b) \
-                - g_t_final * t_final / one_minus
-            s_r = alpha * red + one_minus * s_r
-            s_g = alpha * green + one_minus * s_g
-            s_b = alpha * blue + one_minus * s_b
-            if raw >= np.float32(MAX_ALPHA):
-                continue
-            grads[g, GRAD_OPACITY] += g_alpha * gauss
-            g_power = g_alpha * alpha
-            grads[g, GRAD_U] += g_power * (a * dx + b * dy)
-            grads[g, GRAD_V] += g_power * (b * dx + c * dy)
-            grads[g, GRAD_A] += g_power * (-0.5 * dx * dx)
-            grads[g, GRAD_B] += g_power * (-dx * dy)
-            grads[g, GRAD_C] += g_power * (-0.5 * dy * dy)
+            ends[p] = tile_ends[tile, p]
+            t_final = tile_pixels[tile, _T_AT + p]
+            state[p] = t_final
+            red, green, blue = grad_image[y, x, 0], grad_image[y, x, 1], grad_image[y, x, 2]
+            state[p + _G_R], state[p + _G_G], state[p + _G_B] = red, green, blue
+            # What the pixel's final T is worth: the background shows through it, and alpha = 1 - T.
+            state[p + _G_FINAL] = t_final * (red * background[0] + green * background[1] + blue * background[2]
+                                             - grad_image[y, x, 3])
+            block_end[block] = max(block_end[block], ends[p])
+        latest = max(latest, block_end[block])
+    for k in range(latest - 1, first - 1, -1):
+        g = tile_list[k]
+        u, v = params[g, _U], params[g, _V]
+        a, b, c = params[g, _A], params[g, _B], params[g, _C]
+        half_a, half_c = np.float32(-0.5) * a, np.float32(-0.5) * c
+        opacity = params[g, _OPACITY]
+        lowest = np.float32(-0.5) * params[g, _SUPPORT] - np.float32(1.0)
+        red, green, blue = params[g, _R], params[g, _G], params[g, _BLUE]
+        acc_u = acc_v = acc_a = acc_b = acc_c = acc_o = acc_r = acc_g = acc_bl = np.float32(0.0)
+        k32 = np.int32(k)
+        for by in range((max(boxes[g, 2], oy) - oy) // _BLOCK_PX, (min(boxes[g, 3], last_y) - oy) // _BLOCK_PX + 1):
+            for bx in range((max(boxes[g, 0], ox) - ox) // _BLOCK_PX, (min(boxes[g, 1], last_x) - ox) // _BLOCK_PX + 1):
+                block = by * _BLOCKS_X + bx
+                if k >= block_end[block]:
+                    continue
+                dx0 = np.float32(ox + bx * _BLOCK_PX + 0.5) - u
+                dy0 = np.float32(oy + by * _BLOCK_PX + 0.5) - v
+                base = np.uint64(block * _LANES)
+                for lane in range(np.uint64(_LANES)):
+                    p = base + lane
+                    dx, dy = lane_dx[lane] + dx0, lane_dy[lane] + dy0
+                    power = max(dx * (half_a * dx - b * dy) + half_c * dy * dy, lowest)
+                    gauss = _exp_nonpositive(power)
+                    raw = opacity * gauss
+                    alpha = min(np.float32(MAX_ALPHA), raw)
+                    valid = (k32 < ends[p]) & (alpha >= np.float32(MIN_ALPHA))
+                    one_minus = np.float32(1.0) - alpha
+                    t_here = state[p] / one_minus if valid else state[p]   # T in front of this Gaussian
+                    weight = alpha * t_here if valid else np.float32(0.0)
+                    acc_r += weight * state[p + _G_R]
+                    acc_g += weight * state[p + _G_G]
+                    acc_bl += weight * state[p + _G_B]
+                    g_alpha = t_here * ((red - state[p + _S_R]) * state[p + _G_R] + (green - state[p + _S_G]) * state[p + _G_G]
+                                        + (blue - state[p + _S_B]) * state[p + _G_B]) - state[p + _G_FINAL] / one_minus
+                    state[p + _S_R] = alpha * red + one_minus * state[p + _S_R] if valid else state[p + _S_R]
+                    state[p + _S_G] = alpha * green + one_minus * state[p + _S_G] if valid else state[p + _S_G]
+                    state[p + _S_B] = alpha * blue + one_minus * state[p + _S_B] if valid else state[p + _S_B]
+                    state[p] = t_here
+                    unclamped = valid & (raw < np.float32(MAX_ALPHA))
+                    g_power = g_alpha * alpha if unclamped else np.float32(0.0)
+                    acc_o += g_alpha * gauss if unclamped else np.float32(0.0)
+                    acc_u += g_power * (a * dx + b * dy)
+                    acc_v += g_power * (b * dx + c * dy)
+                    acc_a += g_power * dx * dx
+                    acc_b += g_power * dx * dy
+                    acc_c += g_power * dy * dy
+        grads[g, GRAD_U] += acc_u
+        grads[g, GRAD_V] += acc_v
+        grads[g, GRAD_A] -= 0.5 * acc_a
+        grads[g, GRAD_B] -= acc_b
+        grads[g, GRAD_C] -= 0.5 * acc_c
+        grads[g, GRAD_OPACITY] += acc_o
+        grads[g, GRAD_R] += acc_r
+        grads[g, GRAD_G] += acc_g
+        grads[g, GRAD_BLUE] += acc_bl
 
 
 @njit(cache=True, parallel=True)
@@ -103,10 +140,17 @@ def _backward(params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_li
     """Every tile's gradients; worker w accumulates into grads[w] (no two threads share a row)."""
     num_tiles = len(starts) - 1
     for w in prange(workers):
+        state = np.empty(8 * _TILE_PIXELS, dtype=np.float32)
+        ends = np.empty(_TILE_PIXELS, dtype=np.int32)
+        lane_dx = np.empty(_LANES, dtype=np.float32)
+        lane_dy = np.empty(_LANES, dtype=np.float32)
+        for lane in range(_LANES):
+            lane_dx[lane], lane_dy[lane] = lane % _BLOCK_PX, lane // _BLOCK_PX
+        block_end = np.empty(_BLOCKS, dtype=np.int64)
         tile = _claim(counter)
         while tile < num_tiles:
             _backward_tile(tile, params, boxes, starts, tile_list, tile_pixels, tile_ends, tiles_x, width, height,
-                           grad_image, background, grads[w])
+                           grad_image, background, grads[w], state, ends, lane_dx, lane_dy, block_end)
             tile = _claim(counter)
 
 

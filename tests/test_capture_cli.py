@@ -120,3 +120,17 @@ def test_several_faces_and_a_lost_face_are_refused(tmp_path, monkeypatch, video)
     monkeypatch.setattr(pipeline, "track_media", lost)
     with pytest.raises(InputError, match="found in only 40% of the frames"):
         pipeline.prepare(video)
+
+
+def test_a_photo_gives_a_one_shot_avatar(tmp_path, face_model_path):
+    from avatar.sample import sample_photo
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(sample_photo(), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "photo.avatar"
+    assert main(["capture", str(photo), "-o", str(out), "--iterations", "10", "--gaussians", "2000", "--size", "64",
+                 "-q"]) == 0
+    info = Avatar.load(out).metadata["capture"]
+    assert info["holdout_frames"] == [] and info["train_frames"] == [0] and info["metrics"] is None
+    metrics = json.loads(out.with_name("photo.report").joinpath("metrics.json").read_text())
+    assert "psnr" not in metrics and metrics["train_frames"] == 1

@@ -48,7 +48,8 @@ def _states(args: argparse.Namespace, avatar):
     profile = None
     if avatar is not None and avatar.metadata.get("mannerisms"):
         profile = MannerismProfile(**avatar.metadata["mannerisms"])
-    model = load_model(args.model) if args.model else None
+    # A model given wins; else the person's tuned one, if the capture made one; else the shipped one.
+    model = load_model(args.model) if args.model else avatar.speech_model() if avatar is not None else None
     states = speech_states(audio, rate, args.fps, model=model, profile=profile, emotion=args.emotion,
                            intensity=args.intensity, seed=args.seed)
     return states, (audio, rate)

@@ -258,8 +258,8 @@ def create_app(config: ServerConfig, avatars: dict[str, ServedAvatar], model: Au
                          f"the server is at its limit of {config.limits.max_sessions} sessions: try again later")
             return
         entry = state.avatars[avatar_id]
-        session = StreamSession(secrets.token_urlsafe(9), avatar_id, rate, state.model, entry.profile,
-                                seed=secrets.randbits(31))
+        session = StreamSession(secrets.token_urlsafe(9), avatar_id, rate, entry.speech_model or state.model,
+                                entry.profile, seed=secrets.randbits(31))
         state.live[session.session_id] = _Live(session, websocket)
         try:
             await _run_session(websocket, session, state)
@@ -374,8 +374,8 @@ def _render_speech(state: ServerState, entry: ServedAvatar, folder: Path, size: 
                                  f"{state.config.limits.max_speak_s:g} s: split it or use /v1/stream")
     if seconds == 0:
         raise HTTPException(422, "the audio holds no samples")
-    states = speech_states(audio, rate, fps, model=state.model, profile=entry.profile, emotion=emotion,
-                           intensity=intensity)
+    states = speech_states(audio, rate, fps, model=entry.speech_model or state.model, profile=entry.profile,
+                           emotion=emotion, intensity=intensity)
     camera = entry.avatar.front_camera(size, size)
     render_video(entry.avatar, [camera] * len(states), states, folder / "speech.mp4", fps=fps,
                  audio=(audio, rate), progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from avatar.errors import InputError
 from avatar.model import Avatar
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServedAvatar:
     """An avatar as served: its id, the bundle file clients download, and its mannerisms."""
 
@@ -28,6 +29,11 @@ class ServedAvatar:
         """Mannerisms learned at capture time, if the bundle has them."""
         values = self.avatar.metadata.get("mannerisms")
         return MannerismProfile(**values) if values else None
+
+    @cached_property
+    def speech_model(self):
+        """The person's tuned speech model, or None (the server's default then speaks)."""
+        return self.avatar.speech_model()
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.avatar.name, "gaussians": len(self.avatar.head)}

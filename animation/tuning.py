@@ -1,0 +1,123 @@
+"""Person-specific tuning: the speech model fine-tuned on a capture's own audio and tracked weights.
+
+The shipped model learned mouth shapes from synthetic voices and a hand-set viseme table; a
+capture shows how this person's face, as the tracker sees it, moves with their voice. Tuning
+runs a few hundred small Adam steps on random crops of the clip's training frames (the loss
+of the training script: squared error on the weights, heavier on the mouth, plus their
+frame-to-frame change), and reports jawOpen correlation on the held-out frames before and after.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+
+from animation.features import FRAME_RATE, log_mel, resample
+from animation.metrics import correlation
+from animation.model import Audio2Face, predict
+from avatar.arkit import ARKIT_NAMES, index_of
+
+STEPS = 300
+CROP_S = 3.0
+BATCH = 8
+LEARNING_RATE = 3e-4
+MOUTH_WEIGHT = 3.0
+VELOCITY_WEIGHT = 5.0
+MIN_TRAIN_S = 5.0
+_MOUTH = torch.tensor([name.startswith(("jaw", "mouth")) for name in ARKIT_NAMES])
+_JAW = index_of("jawOpen")
+
+
+def _at_model_rate(values: np.ndarray, fps: float, count: int) -> np.ndarray:
+    """[T, C] at `fps` (frame i at i / fps) -> [count, C] at the features' 100 Hz, linearly."""
+    source = np.arange(len(values)) / fps
+    target = np.arange(count) / FRAME_RATE
+    return np.stack([np.interp(target, source, values[:, c]) for c in range(values.shape[1])], 1).astype(np.float32)
+
+
+def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: np.ndarray, fps: float,
+              train: np.ndarray, *, steps: int = STEPS, seed: int = 0) -> tuple[Audio2Face, dict]:
+    """A tuned copy of `model`, and what tuning did.
+
+    Args:
+        audio: [S] mono samples of the whole clip at `sample_rate`.
+        weights: [T, 52] tracked weights at `fps`, frame i at i / fps (NaN rows: no face).
+        train: [T] bool, frames to learn from; valid frames outside it are scored.
+    Raises:
+        ValueError: under MIN_TRAIN_S of training frames with a face.
+    """
+    valid = np.isfinite(weights).all(1)
+    usable = train & valid
+    if usable.sum() / fps < MIN_TRAIN_S:
+        raise ValueError(f"only {usable.sum() / fps:.1f} s of training frames with a face: tuning needs "
+                         f"{MIN_TRAIN_S:g} s")
+    began = time.perf_counter()
+    look_ahead = model.look_ahead_frames
+    clip = resample(np.asarray(audio, np.float32), sample_rate)
+    features, _ = log_mel(np.concatenate([clip, np.zeros(look_ahead * model.feature_config.hop, np.float32)]),
+                          model.feature_config)
+    count = len(features) - look_ahead
+    filled = np.where(valid[:, None], weights, 0.0)
+    targets = _at_model_rate(filled, fps, count)
+    mask = _at_model_rate(usable[:, None].astype(np.float32), fps, count)[:, 0] > 0.999
+    crop = int(CROP_S * FRAME_RATE)
+    starts = np.flatnonzero(np.convolve(mask, np.ones(crop), "valid") >= 0.8 * crop)
+    if not len(starts):
+        raise ValueError(f"no {CROP_S:g} s stretch of training frames with a face to tune on")
+    channel = torch.where(_MOUTH, MOUTH_WEIGHT, 1.0)
+    channel = channel / channel.mean()
+    features_t, targets_t, mask_t = torch.from_numpy(features), torch.from_numpy(targets), torch.from_numpy(mask)
+
+    def score(m: Audio2Face) -> float:
+        held = valid & ~train
+        if held.sum() < 2 * fps:
+            return float("nan")
+        _, predicted = predict(m, audio, sample_rate, fps)
+        n = min(len(predicted), len(weights))
+        keep = held[:n]
+        return correlation(predicted[:n][keep, _JAW], weights[:n][keep, _JAW])
+
+    before = score(model)
+    tuned = copy.deepcopy(model).train()
+    optimiser = torch.optim.Adam(tuned.parameters(), lr=LEARNING_RATE)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    for _ in range(steps):
+        picks = rng.choice(starts, size=BATCH)
+        x = torch.stack([features_t[s:s + crop + look_ahead] for s in picks])
+        y = torch.stack([targets_t[s:s + crop] for s in picks])
+        m = torch.stack([mask_t[s:s + crop] for s in picks]).float()[..., None]
+        predicted, _ = tuned(x)
+        predicted = predicted[:, look_ahead:]
+        error = ((predicted - y).square() * m).sum((0, 1)) / m.sum().clamp(min=1)
+        velocity = ((predicted.diff(dim=1) - y.diff(dim=1)).square() * m[:, 1:]).sum((0, 1)) / m.sum().clamp(min=1)
+        loss = ((error + VELOCITY_WEIGHT * velocity) * channel).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tuned.parameters(), 1.0)
+        optimiser.step()
+    tuned.eval()
+    info = {"steps": steps, "seconds": round(time.perf_counter() - began, 1), "train_s": round(usable.sum() / fps, 1),
+            "held_out_jaw_corr_before": round(before, 4), "held_out_jaw_corr_after": round(score(tuned), 4)}
+    tuned.training_info = {**model.training_info, "tuned": info}
+    return tuned, info
+
+
+def model_arrays(model: Audio2Face) -> dict[str, np.ndarray]:
+    """The model's weights as float32 arrays by parameter name (for an `.avatar` bundle)."""
+    return {name: t.detach().float().numpy().copy() for name, t in model.state_dict().items()}
+
+
+def model_from_arrays(arrays: dict[str, np.ndarray], like: Audio2Face) -> Audio2Face:
+    """A model shaped like `like` with `arrays` as its weights (ValueError if they do not fit)."""
+    model = copy.deepcopy(like)
+    try:
+        model.load_state_dict({name: torch.from_numpy(np.asarray(a)) for name, a in arrays.items()})
+    except RuntimeError as exc:
+        raise ValueError(f"the stored speech model does not fit the network ({exc})") from None
+    return model.eval()
+
+
