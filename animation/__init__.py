@@ -6,6 +6,7 @@
 - `FaceMixer`: speech frames + `Mannerisms` (blinks, gaze, head motion, breathing)
   + emotions and gestures + external weights, one FaceState per frame.
 - `phone_targets` and `augment`: the synthetic training-data recipe.
+- `fine_tune`: the speech model tuned on a capture's own audio and tracked weights.
 """
 
 from animation.augment import augment
@@ -14,10 +15,11 @@ from animation.mannerisms import MannerismProfile, Mannerisms, detect_blinks
 from animation.mixer import FaceMixer
 from animation.model import (Audio2Face, StreamingAudio2Face, load_default_model, load_model, predict,
                              predict_with_energy, save_weights)
+from animation.tuning import fine_tune
 from animation.visemes import phone_targets
 
 __all__ = [
     "augment", "EMOTIONS", "GESTURES", "MannerismProfile", "Mannerisms", "detect_blinks", "FaceMixer",
     "Audio2Face", "StreamingAudio2Face", "load_default_model", "load_model", "predict", "predict_with_energy",
-    "save_weights", "phone_targets",
+    "save_weights", "phone_targets", "fine_tune",
 ]

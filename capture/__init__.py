@@ -1,7 +1,10 @@
-"""Capture: from a video or photos of a person to what the avatar is fitted on.
+"""Capture: from a video or photos of a person to what the avatar is fitted on, and the fit.
 
 Decoding (`open_media`), face tracking (`track_media`, `FaceLandmarker`), the
 canonical face mesh and its landmark groups, temporal smoothing, and previews.
+The capture pipeline (`capture`, `CaptureOptions`; the face fit, head masks, scaffold,
+Gaussian fitting, self-reenactment scores and the nerfstudio export) needs torch and
+is loaded on first use, so that tracking alone does not import it.
 """
 
 from capture.expression_basis import generic_expression_basis
@@ -25,4 +28,21 @@ __all__ = [
     "draw_mesh", "face_closeup", "write_preview",
     "OneEuroParams", "TrackSmoothing", "fill_gaps", "one_euro", "smooth_track",
     "TrackingStats", "track_image", "track_media",
+    "CaptureOptions", "capture", "prepare", "FaceFit", "fit_face", "head_mask", "build_scaffold", "HeadModel",
+    "fit_head", "evaluate_reenactment", "write_dataset",
 ]
+
+_LAZY = {
+    "CaptureOptions": "capture.pipeline", "capture": "capture.pipeline", "prepare": "capture.pipeline",
+    "FaceFit": "capture.face_fit", "fit_face": "capture.face_fit", "head_mask": "capture.masks",
+    "build_scaffold": "capture.scaffold", "HeadModel": "capture.head_fit", "fit_head": "capture.head_fit",
+    "evaluate_reenactment": "capture.reenactment", "write_dataset": "capture.dataset",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'capture' has no attribute {name!r}")

@@ -29,7 +29,7 @@ def add_parsers(kinds: argparse._SubParsersAction) -> None:
     c.add_argument("videos", type=Path, nargs="*", help="videos or folders of videos (default: ../shared/data/video)")
     c.add_argument("--quick", action="store_true", help="the --quick preset")
     c.add_argument("--iterations", type=int, help="override the preset's fitting steps")
-    c.add_argument("--keep", type=Path, help="keep the avatars and reports in this folder")
+    c.add_argument("--keep", type=Path, help="keep the avatars and their reports (pictures) in this folder")
     c.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     c.set_defaults(run=run_capture)
 
@@ -79,6 +79,7 @@ def run_capture(args: argparse.Namespace) -> int:
     from avatar.commands.bench import DEFAULT_VIDEOS
     from avatar.model import Avatar
     from capture.pipeline import CaptureOptions, capture
+    from capture.report import write_curves, write_sheet
 
     videos = []
     for path in args.videos or [DEFAULT_VIDEOS]:
@@ -99,6 +100,11 @@ def run_capture(args: argparse.Namespace) -> int:
             minutes = (time.perf_counter() - began) / 60
             Avatar(result.head, video.stem, {"capture": result.metadata()}).save(folder / f"{video.stem}.avatar")
             r = result.reenactment
+            if args.keep:
+                report = folder / f"{video.stem}.report"
+                report.mkdir(exist_ok=True)
+                write_sheet(report / "holdout.png", r)
+                write_curves(report / "curves.png", result.log, r)
             results[video.name] = {**r.summary(), "gaussians": len(result.head), "minutes": round(minutes, 2),
                                    "margin_db": round(r.psnr - r.baseline_psnr, 2)}
             print(f"{video.name}: PSNR {r.psnr:.2f} dB (baseline {r.baseline_psnr:.2f}, margin "
