@@ -134,3 +134,23 @@ def test_a_photo_gives_a_one_shot_avatar(tmp_path, face_model_path):
     assert info["holdout_frames"] == [] and info["train_frames"] == [0] and info["metrics"] is None
     metrics = json.loads(out.with_name("photo.report").joinpath("metrics.json").read_text())
     assert "psnr" not in metrics and metrics["train_frames"] == 1
+
+
+def test_a_video_with_speech_goes_through_speech_tuning(tmp_path, face_model_path, capsys):
+    from tests.test_server_session import speech_like
+
+    path = tmp_path / "talking.mp4"
+    audio = speech_like(9.0, 16000)
+    from avatar.sample import sample_photo
+
+    with VideoWriter(path, 10.0, audio=audio, sample_rate=16000) as video:
+        for _ in range(90):
+            video.write(sample_photo())
+    out = tmp_path / "talking.avatar"
+    assert main(["capture", str(path), "-o", str(out), "--iterations", "5", "--gaussians", "1500", "--size", "64",
+                 "-q"]) == 0
+    said = capsys.readouterr().out
+    assert "speech model" in said
+    avatar = Avatar.load(out)
+    assert ("speech model tuned" in said) == bool(avatar.speech)
+    assert avatar.metadata["mannerisms"]["blink_rate_per_min"] > 0
