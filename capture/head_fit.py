@@ -213,8 +213,9 @@ def _optimizer(model: HeadModel) -> torch.optim.Adam:
 
 def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int = 0, log: FitLog | None = None,
              densify_until: float = 0.6, densify_every: int = 400, max_gaussians: int = 60_000, seed: int = 0,
-             on_step: Callable[[int, FitLog], None] | None = None) -> FitLog:
-    """Run steps `start`..`iterations` - 1; returns the log (extended when given).
+             max_seconds: float | None = None, on_step: Callable[[int, FitLog], None] | None = None) -> FitLog:
+    """Run steps `start`..`iterations` - 1, or until `max_seconds` have passed; returns the log
+    (extended when given; `len(log.loss)` is the steps done).
 
     Every `densify_every` steps before `densify_until` x iterations, Gaussians whose world
     position gradient is in the top 5% are cloned (up to `max_gaussians`) and those under 2%
@@ -264,6 +265,8 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
             log.gaussians.append((step + 1, len(model)))
         if on_step is not None:
             on_step(step, log)
+        if max_seconds is not None and time.perf_counter() - began > max_seconds:
+            break
     log.seconds += time.perf_counter() - began
     return log
 

@@ -17,7 +17,8 @@ from capture.face_mesh import LANDMARK_GROUPS
 
 # The head around the face, in face-oval widths and heights.
 HEAD_WIDTH = 1.35
-HEAD_TOP = 0.75        # above the oval's top, in oval heights
+HEAD_TOP = 0.625       # above the oval's top, in oval heights
+CHIN_MARGIN = 0.125    # below the chin (the jaw cut removes it again)
 GRABCUT_ITERATIONS = 3
 _JAW = slice(9, 28)     # face_oval entries from the right jaw corner round the chin to the left one
 
@@ -30,8 +31,9 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
     x1, y1 = oval.max(0)
     face_w, face_h = x1 - x0, y1 - y0
     seeds = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
-    centre = (int((x0 + x1) / 2), int(y0 + face_h * (0.5 - HEAD_TOP) / 2 + face_h * HEAD_TOP / 2))
-    axes = (int(HEAD_WIDTH * face_w / 2), int(face_h * (1 + HEAD_TOP) / 2))
+    top, bottom = y0 - HEAD_TOP * face_h, y1 + CHIN_MARGIN * face_h
+    centre = (int((x0 + x1) / 2), int((top + bottom) / 2))
+    axes = (int(HEAD_WIDTH * face_w / 2), int((bottom - top) / 2))
     cv2.ellipse(seeds, centre, axes, 0, 0, 360, cv2.GC_PR_FGD, -1)
     inner = (oval - oval.mean(0)) * 0.9 + oval.mean(0)
     cv2.fillPoly(seeds, [np.round(inner).astype(np.int32)], cv2.GC_FGD)

@@ -7,7 +7,6 @@ report (and `avatar eval`) scores.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -29,8 +28,6 @@ from capture.scaffold import build_scaffold
 from capture.tracking import TrackingStats, track_media
 from render import GaussianHead
 
-log = logging.getLogger(__name__)
-
 MIN_FOUND = 0.5            # share of frames with a face
 MAX_SEVERAL_FACES = 0.2    # share of face frames with more than one face
 MIN_SECONDS = 3.0          # of video with a face
@@ -40,7 +37,9 @@ CHECKPOINT_EVERY = 500
 
 @dataclass(frozen=True)
 class CaptureOptions:
-    """How hard to fit. The defaults aim at quality within ~15 min for 20 s of 512x512 video on 2 cores."""
+    """How hard to fit. The defaults aim at quality within 15 min for 20 s of 512x512 video on 2 cores:
+    fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
+    fills more of the frame costs more per step)."""
 
     iterations: int = 5000
     train_size_px: int = 512
@@ -48,11 +47,12 @@ class CaptureOptions:
     max_gaussians: int = 45_000
     holdout: float = 0.2
     seed: int = 0
+    fit_minutes: float | None = 13.0
 
     @classmethod
     def quick(cls) -> "CaptureOptions":
-        """A fast, low-resolution fit (~2-3 min)."""
-        return cls(iterations=800, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000)
+        """A fast, low-resolution fit (~2 min)."""
+        return cls(iterations=800, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=2.0)
 
 
 @dataclass
@@ -148,12 +148,16 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
 
     start, fit_log = 0, FitLog()
     if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        if state["source_frames"] != len(info.track.time_s) or state["train_size_px"] != options.train_size_px:
+        try:
+            state = torch.load(checkpoint, weights_only=False)
+            saved_frames, saved_size = state["source_frames"], state["train_size_px"]
+            model, start, fit_log = HeadModel(state["head"]), state["step"], state["log"]
+        except Exception as exc:  # a truncated or foreign file: pickle, zip and key errors alike
+            raise InputError(f"the checkpoint {checkpoint} is unreadable ({type(exc).__name__}): delete it, or run "
+                             "without --resume") from None
+        if saved_frames != len(info.track.time_s) or saved_size != options.train_size_px:
             raise InputError(f"the checkpoint {checkpoint} is from another input or --size: start afresh "
                              "without --resume")
-        model = HeadModel(state["head"])
-        start, fit_log = state["step"], state["log"]
         options = replace(options, iterations=max(options.iterations, start))
     else:
         scaffold = build_scaffold(info.face.neutral_vertices_cm, info.face.vertex_deltas_cm,
@@ -180,8 +184,9 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                 save_checkpoint(step + 1)
 
         fit_head(model, frames, options.iterations, start=start, log=fit_log, max_gaussians=options.max_gaussians,
-                 seed=options.seed, on_step=on_step)
-    save_checkpoint(options.iterations)
+                 seed=options.seed, on_step=on_step,
+                 max_seconds=options.fit_minutes * 60 if options.fit_minutes else None)
+    save_checkpoint(len(fit_log.loss))
     timings["fit_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     head = model.to_head()
@@ -199,8 +204,4 @@ def face_fit_of(head: GaussianHead, track: Track, focal_scale: float) -> FaceFit
     nan = np.full_like(track.head_rotation, np.nan)
     return FaceFit(head.neutral_vertices_cm[:468], head.vertex_deltas_cm[:, :468], nan, nan.copy(), camera,
                    np.full(len(track.time_s), np.nan, np.float32))
-
-
-def seconds_to_text(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.0f} s"
 

@@ -154,3 +154,14 @@ def test_a_video_with_speech_goes_through_speech_tuning(tmp_path, face_model_pat
     avatar = Avatar.load(out)
     assert ("speech model tuned" in said) == bool(avatar.speech)
     assert avatar.metadata["mannerisms"]["blink_rate_per_min"] > 0
+
+
+def test_bad_options_and_a_broken_checkpoint_are_one_line(captured, video, tmp_path, capsys):
+    assert main(["capture", str(video), "-o", str(tmp_path / "x.avatar"), "--iterations", "0"]) == 1
+    assert "--iterations must be at least 1" in capsys.readouterr().err
+    broken = tmp_path / "broken.avatar"
+    broken.with_name("broken.avatar.ckpt").write_bytes(b"not a checkpoint")
+    assert main(["capture", str(video), "-o", str(broken), "--resume", "--iterations", "3", "--size", "64",
+                 "--gaussians", "1000", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "unreadable" in err and "Traceback" not in err and not broken.exists()

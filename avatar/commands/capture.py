@@ -19,7 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("input", type=Path, help="video of the person talking (10-20 s), a photo, or a folder of photos")
     c.add_argument("-o", "--output", type=Path, required=True, help="the .avatar bundle to write")
     c.add_argument("--quick", action="store_true", help="a fast low-resolution fit (~2-3 min)")
-    c.add_argument("--iterations", type=int, help="fitting steps (default 5000; --quick 700)")
+    c.add_argument("--iterations", type=int, help="fitting steps (default 5000; --quick 800)")
+    c.add_argument("--fit-minutes", type=float,
+                   help="stop fitting after this long even if steps remain (default 13; --quick 2; 0: no limit)")
     c.add_argument("--gaussians", type=int, help="Gaussians to start with (default 30000; --quick 12000)")
     c.add_argument("--size", type=int, help="fitting resolution, longer side in px (default 256; --quick 160)")
     c.add_argument("--holdout", type=float, default=0.2, help="share of the frames held out, from the end; default 0.2")
@@ -61,11 +63,16 @@ def run_capture(args: argparse.Namespace) -> int:
     check_writable(args.output)
     if not 0.0 <= args.holdout < 0.9:
         raise InputError(f"--holdout must be in [0, 0.9), got {args.holdout}")
+    for name, low in (("iterations", 1), ("gaussians", 100), ("size", 32)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            raise InputError(f"--{name} must be at least {low}, got {getattr(args, name)}")
     torch.set_num_threads(2)
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     overrides = {"iterations": args.iterations, "num_gaussians": args.gaussians, "train_size_px": args.size}
     options = dataclasses.replace(options, holdout=args.holdout, seed=args.seed,
                                   **{k: v for k, v in overrides.items() if v is not None})
+    if args.fit_minutes is not None:
+        options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
     checkpoint = args.output.with_name(args.output.name + ".ckpt")
     result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
     metadata = result.metadata()
