@@ -134,11 +134,13 @@ def _backward_tile(tile: int, params: np.ndarray, boxes: np.ndarray, starts: np.
 
 @njit(cache=True, parallel=True)
 def _backward(params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_list: np.ndarray,
-              tile_pixels: np.ndarray, tile_ends: np.ndarray, tiles_x: int, width: int, height: int,
-              grad_image: np.ndarray, background: np.ndarray, grads: np.ndarray, workers: int,
+              tile_order: np.ndarray, tile_pixels: np.ndarray, tile_ends: np.ndarray, tiles_x: int, width: int,
+              height: int, grad_image: np.ndarray, background: np.ndarray, grads: np.ndarray, workers: int,
               counter: np.ndarray) -> None:
-    """Every tile's gradients; worker w accumulates into grads[w] (no two threads share a row)."""
-    num_tiles = len(starts) - 1
+    """Every tile's gradients; worker w accumulates into grads[w] (no two threads share a row).
+
+    Tiles are claimed heaviest first (`tile_order`), as in the forward: the longest must not come last.
+    """
     for w in prange(workers):
         state = np.empty(8 * _TILE_PIXELS, dtype=np.float32)
         ends = np.empty(_TILE_PIXELS, dtype=np.int32)
@@ -147,11 +149,11 @@ def _backward(params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_li
         for lane in range(_LANES):
             lane_dx[lane], lane_dy[lane] = lane % _BLOCK_PX, lane // _BLOCK_PX
         block_end = np.empty(_BLOCKS, dtype=np.int64)
-        tile = _claim(counter)
-        while tile < num_tiles:
-            _backward_tile(tile, params, boxes, starts, tile_list, tile_pixels, tile_ends, tiles_x, width, height,
-                           grad_image, background, grads[w], state, ends, lane_dx, lane_dy, block_end)
-            tile = _claim(counter)
+        i = _claim(counter)
+        while i < len(tile_order):
+            _backward_tile(tile_order[i], params, boxes, starts, tile_list, tile_pixels, tile_ends, tiles_x, width,
+                           height, grad_image, background, grads[w], state, ends, lane_dx, lane_dy, block_end)
+            i = _claim(counter)
 
 
 def raster_backward(state: RasterState, grad_image: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
@@ -168,7 +170,8 @@ def raster_backward(state: RasterState, grad_image: np.ndarray, background: tupl
     workers = numba.get_num_threads()
     grads = np.zeros((workers, n, NUM_GRADS))
     tiles_x = -(-state.width // TILE_PX)
-    _backward(state.params, state.boxes, state.tile_starts, state.tile_list, state.tile_pixels,
+    tile_order = np.argsort(-np.diff(state.tile_starts)).astype(np.int32)
+    _backward(state.params, state.boxes, state.tile_starts, state.tile_list, tile_order, state.tile_pixels,
               state.tile_pixels.view(np.int32)[:, _END_AT:], tiles_x, state.width, state.height,
               np.ascontiguousarray(grad_image, dtype=np.float32), np.asarray(background, dtype=np.float32), grads,
               workers, np.zeros(1, dtype=np.int64))
