@@ -33,6 +33,7 @@ MAX_SEVERAL_FACES = 0.2    # share of face frames with more than one face
 MIN_SECONDS = 3.0          # of video with a face
 MIN_BRIGHTNESS = 0.12      # mean of the head's pixels, 0..1
 CHECKPOINT_EVERY = 500
+MAX_TRAIN_FRAMES = 600     # decoded for fitting (20 s at 30 fps); longer videos are subsampled
 
 
 @dataclass(frozen=True)
@@ -118,19 +119,26 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
     return CaptureInput(source, track, stats, face, train, held)
 
 
-def training_frames(info: CaptureInput, size_px: int, progress: bool = True) -> FitFrames:
-    """The training frames at `size_px` (longer side) with their masks; InputError if too dark."""
+def training_frames(info: CaptureInput, size_px: int, progress: bool = True,
+                    max_frames: int = MAX_TRAIN_FRAMES) -> FitFrames:
+    """The training frames at `size_px` (longer side) with their masks; InputError if too dark.
+
+    At most `max_frames`, evenly spaced: they are held in memory (0.8 MB each at 512 px), and
+    a random one is fitted per step, so more add little.
+    """
     source = info.source
     size = fit_size(source.width_px, source.height_px, size_px)
-    images = decode_frames(source, info.train, size, progress)
-    masks = frame_masks(images, info.track.landmarks_px[info.train], (source.width_px, source.height_px), progress)
+    picked = info.train[np.unique(np.linspace(0, len(info.train) - 1, min(max_frames, len(info.train))).round()
+                                  .astype(int))]
+    images = decode_frames(source, picked, size, progress)
+    masks = frame_masks(images, info.track.landmarks_px[picked], (source.width_px, source.height_px), progress)
     brightness = float(images[masks].mean()) / 255 if masks.any() else 0.0
     if brightness < MIN_BRIGHTNESS:
         raise InputError(f"{source.path.name} is too dark (the head's mean brightness is {brightness:.0%}): "
                          "re-record with the face well and evenly lit")
-    return FitFrames(images, masks, info.face.camera.resized(*size), info.track.weights[info.train],
-                     info.face.head_rotation[info.train].astype(np.float32),
-                     info.face.head_translation_cm[info.train].astype(np.float32))
+    return FitFrames(images, masks, info.face.camera.resized(*size), info.track.weights[picked],
+                     info.face.head_rotation[picked].astype(np.float32),
+                     info.face.head_translation_cm[picked].astype(np.float32))
 
 
 def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(), *,

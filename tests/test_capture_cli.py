@@ -165,3 +165,13 @@ def test_bad_options_and_a_broken_checkpoint_are_one_line(captured, video, tmp_p
                  "--gaussians", "1000", "-q"]) == 1
     err = capsys.readouterr().err
     assert "checkpoint" in err and "unreadable" in err and "Traceback" not in err and not broken.exists()
+
+
+def test_long_videos_are_subsampled_for_fitting(video):
+    from capture.pipeline import prepare, training_frames
+
+    info = prepare(video, progress=False)
+    frames = training_frames(info, 64, progress=False, max_frames=5)
+    assert len(frames) == 5 and frames.images.shape[1:] == (64, 64, 3)
+    np.testing.assert_array_equal(frames.weights[0], info.track.weights[info.train[0]])
+    np.testing.assert_array_equal(frames.weights[-1], info.track.weights[info.train[-1]])
