@@ -49,12 +49,12 @@ class AvatarClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def _request(self, method: str, path: str, **kwargs) -> Any:
+    def _request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> Any:
         import httpx
 
         try:
-            response = httpx.request(method, self.url + path, headers=self._headers(), timeout=self.timeout_s,
-                                     **kwargs)
+            response = httpx.request(method, self.url + path, headers={**self._headers(), **(headers or {})},
+                                     timeout=self.timeout_s, **kwargs)
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.url} ({exc}): is `avatar serve` running there?") from None
         if response.status_code >= 400:
@@ -91,7 +91,7 @@ class AvatarClient:
             raise ClientError(f"cannot read {audio_path} ({exc.strerror})") from None
         query = {"size": size, "fps": fps, "intensity": intensity, **({"emotion": emotion} if emotion else {})}
         data = self._request("POST", f"/v1/avatars/{avatar_id}/speak?{urlencode(query)}", content=audio,
-                             headers={**self._headers(), "Content-Type": "application/octet-stream"}).content
+                             headers={"Content-Type": "application/octet-stream"}).content
         with atomic_output(Path(output_path)) as tmp:
             tmp.write_bytes(data)
         return Path(output_path)

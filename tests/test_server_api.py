@@ -291,3 +291,25 @@ def test_serve_refuses_a_busy_port_and_an_exposed_host_without_token(capsys, ava
     assert main(["serve", str(avatar_path), "--host", "0.0.0.0"]) == 1
     assert "without a token" in capsys.readouterr().err
     assert main(["serve", str(avatar_path.parent / "missing.avatar")]) == 1
+
+
+def test_python_client_lists_downloads_and_speaks(server, speech_wav, avatar_path, tmp_path):
+    from avatar.client import AvatarClient, ClientError
+
+    client = AvatarClient(server, token=TOKEN)
+    assert [a["id"] for a in client.avatars()] == ["astronaut"]
+    model = client.download_model("astronaut", tmp_path / "copy.avatar")
+    assert model.read_bytes() == avatar_path.read_bytes()
+    video = client.speak("astronaut", speech_wav, tmp_path / "said.mp4", size=96)
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].width == 96 and container.streams.audio
+    with pytest.raises(ClientError, match="401"):
+        AvatarClient(server, token="wrong-token-123").avatars()
+    with pytest.raises(ClientError, match="404"):
+        client.avatar("nobody")
+
+
+def test_bad_query_parameters_are_one_line(server, speech_wav):
+    response = httpx.post(server + "/v1/avatars/astronaut/speak?fps=1000", content=speech_wav.read_bytes(),
+                          headers=AUTH, timeout=60)
+    assert response.status_code == 422 and response.json()["detail"].startswith("fps: ")

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 import psutil
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
@@ -151,6 +152,12 @@ def create_app(config: ServerConfig, avatars: dict[str, ServedAvatar], model: Au
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 422)
+
     @app.get("/healthz", response_model=Health, tags=["server"])
     async def healthz() -> Health:
         return Health(status="ok", version=__version__, avatars=len(state.avatars), sessions=len(state.live),
@@ -199,7 +206,7 @@ def create_app(config: ServerConfig, avatars: dict[str, ServedAvatar], model: Au
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
     async def speak(avatar_id: str, request: Request,
                     size: Annotated[int, Query(ge=64, le=2048, description="frame width and height, px")] = 512,
-                    fps: Annotated[Literal[25, 30, 60], Query()] = 30,
+                    fps: Annotated[int, Query(ge=10, le=60, description="frames per second")] = 30,
                     emotion: Annotated[Literal[tuple(EMOTIONS)] | None, Query()] = None,  # type: ignore[valid-type]
                     intensity: Annotated[float, Query(ge=0, le=1)] = 0.7) -> FileResponse:
         entry = state.avatar(avatar_id)
