@@ -313,3 +313,12 @@ def test_bad_query_parameters_are_one_line(server, speech_wav):
     response = httpx.post(server + "/v1/avatars/astronaut/speak?fps=1000", content=speech_wav.read_bytes(),
                           headers=AUTH, timeout=60)
     assert response.status_code == 422 and response.json()["detail"].startswith("fps: ")
+
+
+def test_say_can_ask_the_server_for_a_video(server, speech_wav, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVATAR_TOKEN", TOKEN)
+    out = tmp_path / "said.mp4"
+    assert main(["say", str(speech_wav), "--server", server, "--video", str(out)]) == 0
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].width == 512 and container.streams.audio
+    assert "astronaut says speech.wav" in capsys.readouterr().out
