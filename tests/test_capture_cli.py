@@ -175,3 +175,14 @@ def test_long_videos_are_subsampled_for_fitting(video):
     assert len(frames) == 5 and frames.images.shape[1:] == (64, 64, 3)
     np.testing.assert_array_equal(frames.weights[0], info.track.weights[info.train[0]])
     np.testing.assert_array_equal(frames.weights[-1], info.track.weights[info.train[-1]])
+
+
+def test_eval_on_another_video_and_export_without_an_avatar(captured, tmp_path, capsys, face_model_path):
+    other = write_video(tmp_path / "other.mp4", 3.0)
+    assert main(["eval", str(captured), str(other), "-q"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "last 20% of the frames of other.mp4" in out[0] and json.loads(out[-1])["frames"] == 6
+    dataset = tmp_path / "fresh"
+    assert main(["export-dataset", str(other), "-o", str(dataset), "--size", "96", "-q"]) == 0
+    data = json.loads((dataset / "transforms.json").read_text())
+    assert len(data["frames"]) == 30 and len(data["val_filenames"]) == 6

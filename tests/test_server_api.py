@@ -322,3 +322,16 @@ def test_say_can_ask_the_server_for_a_video(server, speech_wav, tmp_path, monkey
     with av.open(str(out)) as container:
         assert container.streams.video[0].width == 512 and container.streams.audio
     assert "astronaut says speech.wav" in capsys.readouterr().out
+
+
+def test_webrtc_refuses_a_bad_offer_and_an_unknown_session(server):
+    ws, ready = open_stream(server)
+    with ws:
+        bad = httpx.post(f"{server}/v1/stream/{ready['session']}/webrtc", headers=AUTH, timeout=30,
+                         json={"sdp": "this is not SDP", "type": "offer"})
+        assert bad.status_code == 422 and "\n" not in bad.json()["detail"]
+        missing = httpx.post(f"{server}/v1/stream/nope/webrtc", headers=AUTH, timeout=30,
+                             json={"sdp": "v=0", "type": "offer"})
+        assert missing.status_code == 404
+        read_until(ws, lambda m: m["type"] == "frame")   # the session goes on
+    assert health(server)["status"] == "ok"
