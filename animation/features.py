@@ -57,6 +57,17 @@ class FeatureConfig:
         return asdict(self)
 
 
+def to_feature_rate(values: np.ndarray, fps: float, count: int) -> np.ndarray:
+    """[T, C] per-frame values at `fps` (frame i at i / fps) -> [count, C] at FRAME_RATE, linearly.
+
+    How targets (ARKit weights from a synthesiser or a tracker) meet the features' frames.
+    """
+    source = np.arange(len(values)) / fps
+    target = np.arange(count) / FRAME_RATE
+    return np.stack([np.interp(target, source, values[:, c]) for c in range(values.shape[1])], axis=1
+                    ).astype(np.float32)
+
+
 def num_frames(num_samples: int, config: FeatureConfig) -> int:
     """Frames of an utterance of `num_samples` 16 kHz samples: those centred before its end, ⌈S / hop⌉."""
     return -(-num_samples // config.hop)

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from animation.features import FRAME_RATE, log_mel, resample
+from animation.features import FRAME_RATE, log_mel, resample, to_feature_rate
 from animation.metrics import correlation
 from animation.model import Audio2Face, predict
 from avatar.arkit import ARKIT_NAMES, index_of
@@ -30,13 +30,6 @@ VELOCITY_WEIGHT = 5.0
 MIN_TRAIN_S = 5.0
 _MOUTH = torch.tensor([name.startswith(("jaw", "mouth")) for name in ARKIT_NAMES])
 _JAW = index_of("jawOpen")
-
-
-def _at_model_rate(values: np.ndarray, fps: float, count: int) -> np.ndarray:
-    """[T, C] at `fps` (frame i at i / fps) -> [count, C] at the features' 100 Hz, linearly."""
-    source = np.arange(len(values)) / fps
-    target = np.arange(count) / FRAME_RATE
-    return np.stack([np.interp(target, source, values[:, c]) for c in range(values.shape[1])], 1).astype(np.float32)
 
 
 def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: np.ndarray, fps: float,
@@ -65,8 +58,8 @@ def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: n
                           model.feature_config)
     count = len(features) - look_ahead
     filled = np.where(valid[:, None], weights, 0.0)
-    targets = _at_model_rate(filled, fps, count)
-    mask = _at_model_rate(usable[:, None].astype(np.float32), fps, count)[:, 0] > 0.999
+    targets = to_feature_rate(filled, fps, count)
+    mask = to_feature_rate(usable[:, None].astype(np.float32), fps, count)[:, 0] > 0.999
     crop = int(CROP_S * FRAME_RATE)
     starts = np.flatnonzero(np.convolve(mask, np.ones(crop), "valid") >= 0.8 * crop)
     if not len(starts):
@@ -78,12 +71,11 @@ def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: n
     scored = valid & (~train if score is None else score)
 
     def jaw_corr(m: Audio2Face) -> float:
-        held = scored
-        if held.sum() < 2 * fps:
+        if scored.sum() < 2 * fps:
             return float("nan")
         _, predicted = predict(m, audio, sample_rate, fps)
         n = min(len(predicted), len(weights))
-        keep = held[:n]
+        keep = scored[:n]
         return correlation(predicted[:n][keep, _JAW], weights[:n][keep, _JAW])
 
     before = jaw_corr(model)

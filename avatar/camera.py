@@ -55,6 +55,11 @@ class Camera:
         return Camera(width_px, height_px, self.fx_px * sx, self.fy_px * sy, self.cx_px * sx, self.cy_px * sy,
                       self.camera_to_world)
 
+    def with_focal_scale(self, scale: float) -> "Camera":
+        """The same camera with both focal lengths multiplied by `scale` (a zoom about the principal point)."""
+        return Camera(self.width_px, self.height_px, self.fx_px * scale, self.fy_px * scale, self.cx_px, self.cy_px,
+                      self.camera_to_world)
+
     @property
     def vertical_fov_deg(self) -> float:
         return math.degrees(2 * math.atan(0.5 * self.height_px / self.fy_px))

@@ -141,7 +141,5 @@ def fit_face(track: Track, mesh: CanonicalFaceMesh, generic_basis: np.ndarray, f
     translation[frames] = (base_t + d_t).detach().numpy()
     rms_px = np.full(len(track.time_s), np.nan, np.float32)
     rms_px[frames] = rms
-    scale = float(log_focal.detach().exp())
-    c = track.camera
-    camera = Camera(c.width_px, c.height_px, c.fx_px * scale, c.fy_px * scale, c.cx_px, c.cy_px, c.camera_to_world)
+    camera = track.camera.with_focal_scale(float(log_focal.detach().exp()))
     return FaceFit(x.detach().numpy(), d.detach().numpy(), rotation, translation, camera, rms_px)

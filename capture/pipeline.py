@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from avatar import Camera, InputError, Track
+from avatar import InputError, Track
 from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
@@ -204,12 +204,31 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     return CaptureResult(head, info, fit_log, reenactment, options, timings)
 
 
-def face_fit_of(head: GaussianHead, track: Track, focal_scale: float) -> FaceFit:
-    """A FaceFit carrying a fitted head's face mesh (its first 468 vertices) and focal scale, for
-    refining the pose of new frames (`fit_face(..., fixed=...)`)."""
-    c = track.camera
-    camera = Camera(c.width_px, c.height_px, c.fx_px * focal_scale, c.fy_px * focal_scale, c.cx_px, c.cy_px)
-    nan = np.full_like(track.head_rotation, np.nan)
-    return FaceFit(head.neutral_vertices_cm[:468], head.vertex_deltas_cm[:, :468], nan, nan.copy(), camera,
-                   np.full(len(track.time_s), np.nan, np.float32))
+def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress: bool = True
+            ) -> tuple[CaptureInput, bool]:
+    """Track a video of a captured person, refining its pose with the avatar's own face.
 
+    Args:
+        head: the fitted head (its first 468 vertices are the face mesh).
+        record: the bundle's capture record (`CaptureResult.metadata`).
+    Returns:
+        the input, and whether the video is the capture's source (same name and frame count):
+        then the split is the capture's own, else the last 20% of the frames with a face are held out.
+    """
+    source = open_media(path)
+    track, stats = track_media(source, progress=progress)
+    valid = np.flatnonzero(track.valid)
+    same = source.path.name == record.get("source") and len(track.time_s) == record.get("source_frames")
+    if same:
+        train = np.intersect1d(record["train_frames"], valid)
+        holdout = np.intersect1d(record["holdout_frames"], valid)
+    else:
+        cut = len(valid) - round(0.2 * len(valid))
+        train, holdout = valid[:cut], valid[cut:]
+    nan = np.full_like(track.head_rotation, np.nan)
+    fixed = FaceFit(head.neutral_vertices_cm[:468], head.vertex_deltas_cm[:, :468], nan, nan.copy(),
+                    track.camera.with_focal_scale(float(record.get("focal_scale", 1.0))),
+                    np.full(len(track.time_s), np.nan, np.float32))
+    mesh = load_canonical_mesh()
+    face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=fixed)
+    return CaptureInput(source, track, stats, face, train, holdout), same

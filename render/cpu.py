@@ -356,6 +356,16 @@ def _raster_tile(tile: int, params: np.ndarray, boxes: np.ndarray, starts: np.nd
     tile_pixels[tile, _RED_AT:] = scratch[_RED_AT:]
 
 
+@njit(cache=True)
+def _lane_offsets() -> tuple[np.ndarray, np.ndarray]:
+    """[16] float32 x and y offsets of each SIMD lane's pixel from its 4x4 block's first pixel."""
+    lane_dx = np.empty(_LANES, dtype=np.float32)
+    lane_dy = np.empty(_LANES, dtype=np.float32)
+    for lane in range(_LANES):
+        lane_dx[lane], lane_dy[lane] = lane % _BLOCK_PX, lane // _BLOCK_PX
+    return lane_dx, lane_dy
+
+
 @njit(cache=True, parallel=True, fastmath=_FAST)
 def _raster(params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_list: np.ndarray,
             tile_order: np.ndarray, tiles_x: int, width: int, height: int, tile_pixels: np.ndarray,
@@ -367,10 +377,7 @@ def _raster(params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_list
     """
     for _ in prange(workers):
         scratch = np.empty(_TILE_STATE, dtype=np.float32)
-        lane_dx = np.empty(_LANES, dtype=np.float32)
-        lane_dy = np.empty(_LANES, dtype=np.float32)
-        for lane in range(_LANES):
-            lane_dx[lane], lane_dy[lane] = lane % _BLOCK_PX, lane // _BLOCK_PX
+        lane_dx, lane_dy = _lane_offsets()
         block_alive = np.empty(_BLOCKS, dtype=np.int64)
         i = _claim(counter)
         while i < len(tile_order):

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from render.cpu import (_A, _B, _BLOCK_PX, _BLOCKS, _BLOCKS_X, _BLUE, _C, _END_AT, _FAST, _G, _LANES, _OPACITY, _R, _SUPPORT,
-                        _T_AT, _TILE_PIXELS, _U, _V, TILE_PX, RasterState, _claim, _exp_nonpositive)
+                        _T_AT, _TILE_PIXELS, _U, _V, TILE_PX, RasterState, _claim, _exp_nonpositive, _lane_offsets)
 from render.gaussians import MAX_ALPHA, MIN_ALPHA
 
 # Gradient columns per Gaussian: mean (u, v) px, conic (a, b, c), opacity, RGB.
@@ -144,10 +144,7 @@ def _backward(params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_li
     for w in prange(workers):
         state = np.empty(8 * _TILE_PIXELS, dtype=np.float32)
         ends = np.empty(_TILE_PIXELS, dtype=np.int32)
-        lane_dx = np.empty(_LANES, dtype=np.float32)
-        lane_dy = np.empty(_LANES, dtype=np.float32)
-        for lane in range(_LANES):
-            lane_dx[lane], lane_dy[lane] = lane % _BLOCK_PX, lane // _BLOCK_PX
+        lane_dx, lane_dy = _lane_offsets()
         block_end = np.empty(_BLOCKS, dtype=np.int64)
         i = _claim(counter)
         while i < len(tile_order):

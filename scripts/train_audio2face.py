@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animation.features import FRAME_RATE, SAMPLE_RATE, FeatureConfig, log_mel, num_frames
+from animation.features import FRAME_RATE, SAMPLE_RATE, FeatureConfig, log_mel, num_frames, to_feature_rate
 from animation.metrics import correlation
 from animation.model import Audio2Face, ModelConfig, model_size_bytes, predict, save_weights
 from avatar.arkit import ARKIT_NAMES, index_of
@@ -89,17 +89,9 @@ def load_dataset(folder: Path, features: FeatureConfig) -> list[Utterance]:
             weights = data["weights"].astype(np.float32)
             fps = float(data["fps"])
             voice = json.loads(bytes(data["voice"]).decode()) if "voice" in data else {}
-        utterances.append(Utterance(path.stem, audio, to_frame_rate(weights, fps, num_frames(len(audio), features)),
+        utterances.append(Utterance(path.stem, audio, to_feature_rate(weights, fps, num_frames(len(audio), features)),
                                     weights, fps, f"{voice.get('engine', '?')}:{voice.get('voice', '?')}"))
     return utterances
-
-
-def to_frame_rate(weights: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
-    """[T, 52] at `fps` (frame i at i / fps) -> [num_frames, 52] at 100 Hz by linear interpolation."""
-    source = np.arange(len(weights)) / fps
-    target = np.arange(num_frames) / FRAME_RATE
-    return np.stack([np.interp(target, source, weights[:, c]) for c in range(weights.shape[1])], axis=1
-                    ).astype(np.float32)
 
 
 def split(utterances: list[Utterance], fraction: float,

@@ -147,37 +147,22 @@ def _tune_speech(result, seed: int):
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from avatar import BundleError
     from avatar.model import Avatar
-    from capture import load_canonical_mesh, generic_expression_basis, open_media, track_media
-    from capture.face_fit import fit_face
-    from capture.pipeline import face_fit_of
+    from capture.pipeline import retrack
     from capture.reenactment import evaluate_reenactment
 
     avatar = Avatar.load(args.avatar)
-    info = avatar.metadata.get("capture")
-    if not info:
+    record = avatar.metadata.get("capture")
+    if not record:
         raise BundleError(f"{args.avatar} was not made by avatar capture: it has no capture record to evaluate")
-    source = open_media(args.video)
-    track, _ = track_media(source, progress=not args.quiet)
-    valid = np.flatnonzero(track.valid)
-    same = source.path.name == info["source"] and len(track.time_s) == info["source_frames"]
-    if same:
-        holdout = np.intersect1d(info["holdout_frames"], valid)
-        train = np.intersect1d(info["train_frames"], valid)
-    else:
-        cut = len(valid) - round(0.2 * len(valid))
-        train, holdout = valid[:cut], valid[cut:]
-    if len(holdout) == 0:
+    info, same = retrack(args.video, avatar.head, record, progress=not args.quiet)
+    if len(info.holdout) == 0:
         raise BundleError(f"no held-out frame with a face in {args.video}")
-    mesh = load_canonical_mesh()
-    face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=face_fit_of(avatar.head, track,
-                                                                                    info["focal_scale"]))
-    result = evaluate_reenactment(avatar.head, source, track, face, holdout, train, progress=not args.quiet)
+    result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
+                                  progress=not args.quiet)
     if not args.json:
-        print(f"{'held-out' if same else 'last 20% of the'} frames of {source.path.name}: {result.frames}; PSNR "
+        print(f"{'held-out' if same else 'last 20% of the'} frames of {info.source.path.name}: {result.frames}; PSNR "
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
               f"{result.baseline_ssim:.4f}")
     print(json.dumps(result.summary()))
@@ -205,34 +190,26 @@ def run_export(args: argparse.Namespace) -> int:
 
     from avatar import OutputError
     from avatar.model import Avatar
-    from capture import generic_expression_basis, load_canonical_mesh, open_media, track_media
     from capture.dataset import write_dataset
-    from capture.face_fit import fit_face
     from capture.frames import decode_frames, fit_size, frame_masks
-    from capture.pipeline import face_fit_of, prepare
+    from capture.pipeline import prepare, retrack
 
     if args.output.exists():
         raise OutputError(f"{args.output} already exists: choose a new folder for the dataset")
     progress = not args.quiet
     if args.avatar is not None:
         avatar = Avatar.load(args.avatar)
-        info = avatar.metadata.get("capture") or {}
-        source = open_media(args.video)
-        track, _ = track_media(source, progress=progress)
-        mesh = load_canonical_mesh()
-        fixed = face_fit_of(avatar.head, track, float(info.get("focal_scale", 1.0)))
-        face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=fixed)
-        indices = np.flatnonzero(track.valid)
-        holdout = set(info.get("holdout_frames", [])) if len(track.time_s) == info.get("source_frames") else set()
+        info, same = retrack(args.video, avatar.head, avatar.metadata.get("capture") or {}, progress)
+        holdout = set(info.holdout.tolist()) if same else set()
     else:
-        prepared = prepare(args.video, args.holdout, progress)
-        source, track, face = prepared.source, prepared.track, prepared.face
-        indices = np.concatenate([prepared.train, prepared.holdout])
-        holdout = set(prepared.holdout.tolist())
+        info = prepare(args.video, args.holdout, progress)
+        holdout = set(info.holdout.tolist())
+    source, track, face = info.source, info.track, info.face
+    indices = np.concatenate([info.train, info.holdout])
     size = fit_size(source.width_px, source.height_px, args.size)
     images = decode_frames(source, indices, size, progress)
     masks = frame_masks(images, track.landmarks_px[indices], (source.width_px, source.height_px), progress)
     path = write_dataset(args.output, images, masks, indices, track, face.camera.resized(*size),
                          face.head_rotation[indices], face.head_translation_cm[indices], holdout, progress)
-    print(f"{len(indices)} frames ({len(holdout & set(indices.tolist()))} held out), head masks and cameras -> {path}")
+    print(f"{len(indices)} frames ({len(holdout)} held out), head masks and cameras -> {path}")
     return 0
