@@ -33,7 +33,9 @@ NUM_GRADS = 9
 _S_R, _S_G, _S_B, _G_R, _G_G, _G_B, _G_FINAL = (np.uint64(i * _TILE_PIXELS) for i in range(1, 8))
 
 
-@njit(cache=True, fastmath=_FAST)
+# error_model="numpy": a float division by zero gives inf instead of raising, so the lane
+# loop's divisions (by 1 - alpha > 0) carry no exception branch that would stop it vectorizing.
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _backward_tile(tile: int, params: np.ndarray, boxes: np.ndarray, starts: np.ndarray, tile_list: np.ndarray,
                    tile_pixels: np.ndarray, tile_ends: np.ndarray, tiles_x: int, width: int, height: int,
                    grad_image: np.ndarray, background: np.ndarray, grads: np.ndarray, state: np.ndarray,
