@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import socket
 import time
 import wave
@@ -335,3 +336,11 @@ def test_webrtc_refuses_a_bad_offer_and_an_unknown_session(server):
         assert missing.status_code == 404
         read_until(ws, lambda m: m["type"] == "frame")   # the session goes on
     assert health(server)["status"] == "ok"
+
+
+def test_serve_without_an_avatar_removes_its_sample_folder_when_terminated(tmp_path):
+    with serve_in_subprocess(env={"TMPDIR": str(tmp_path)}) as (url, process):
+        assert health(url)["status"] == "ok"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith("avatar-serve-")]
+    assert process.returncode == 128 + signal.SIGTERM
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("avatar-serve-")]

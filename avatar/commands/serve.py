@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -73,5 +74,12 @@ def run(args: argparse.Namespace) -> int:
         level = "info" if logging.getLogger().level <= logging.INFO else "warning"
         server = uvicorn.Server(uvicorn.Config(app, log_level=level, ws_max_size=limits.max_message_bytes,
                                                ws="websockets-sansio", timeout_graceful_shutdown=5))
+        # uvicorn shuts down on SIGTERM, then raises it again. Raised into a handler of ours it
+        # unwinds as an exception, so the sample's temporary folder is removed on the way out.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         server.run(sockets=[sock])
     return 0
+
+
+def _exit_on_signal(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
