@@ -24,70 +24,71 @@ Phone = tuple[float, float, str]
 # phones (p b m f v w, rounded vowels) hold the lips, tongue consonants (t d k hh)
 # barely do, so they take the lip shape of the vowels around them. A name with no
 # Left/Right suffix stands for both sides. Magnitudes are MediaPipe's blendshape
-# scores for speech: jawOpen ~0.05 closed to ~0.5 wide open, mouthClose high only
-# for closed lips.
+# scores in conversational speech, as tracked on the development videos: jawOpen's
+# 95th percentile there is 0.05-0.29, mouthFunnel and mouthStretch rarely pass 0.1.
+# mouthClose, which MediaPipe seldom reports, is ours: high only for closed lips.
 _VISEMES: dict[str, tuple[float, float, dict[str, float]]] = {
     # silence relaxes to the neutral face, but weakly, so short pauses don't snap shut
     "pau": (0.5, 0.5, {}),
     # vowels
-    "aa": (1.0, 1.0, {"jawOpen": 0.45, "mouthLowerDown": 0.20, "mouthUpperUp": 0.05}),
-    "ae": (1.0, 1.0, {"jawOpen": 0.38, "mouthLowerDown": 0.22, "mouthUpperUp": 0.10,
-                      "mouthStretch": 0.20, "mouthSmile": 0.10}),
-    "ah": (1.0, 1.0, {"jawOpen": 0.32, "mouthLowerDown": 0.15, "mouthUpperUp": 0.05}),
-    "ao": (1.0, 1.0, {"jawOpen": 0.38, "mouthFunnel": 0.30, "mouthPucker": 0.15,
+    "aa": (1.0, 1.0, {"jawOpen": 0.29, "mouthLowerDown": 0.20, "mouthUpperUp": 0.05}),
+    "ae": (1.0, 1.0, {"jawOpen": 0.25, "mouthLowerDown": 0.22, "mouthUpperUp": 0.10,
+                      "mouthStretch": 0.10, "mouthSmile": 0.10}),
+    "ah": (1.0, 1.0, {"jawOpen": 0.21, "mouthLowerDown": 0.15, "mouthUpperUp": 0.05}),
+    "ao": (1.0, 1.0, {"jawOpen": 0.25, "mouthFunnel": 0.09, "mouthPucker": 0.15,
                       "mouthLowerDown": 0.10}),
-    "ax": (0.5, 0.5, {"jawOpen": 0.20, "mouthLowerDown": 0.08}),
-    "eh": (1.0, 1.0, {"jawOpen": 0.28, "mouthLowerDown": 0.15, "mouthUpperUp": 0.05,
-                      "mouthStretch": 0.15, "mouthSmile": 0.05}),
-    "er": (1.0, 1.0, {"jawOpen": 0.16, "mouthFunnel": 0.25, "mouthPucker": 0.20,
+    "ax": (0.5, 0.5, {"jawOpen": 0.13, "mouthLowerDown": 0.08}),
+    "eh": (1.0, 1.0, {"jawOpen": 0.18, "mouthLowerDown": 0.15, "mouthUpperUp": 0.05,
+                      "mouthStretch": 0.07, "mouthSmile": 0.05}),
+    "er": (1.0, 1.0, {"jawOpen": 0.10, "mouthFunnel": 0.07, "mouthPucker": 0.20,
                       "mouthUpperUp": 0.08}),
-    "ih": (1.0, 1.0, {"jawOpen": 0.18, "mouthStretch": 0.20, "mouthSmile": 0.10,
+    "ih": (1.0, 1.0, {"jawOpen": 0.12, "mouthStretch": 0.10, "mouthSmile": 0.10,
                       "mouthLowerDown": 0.08}),
-    "iy": (1.0, 1.0, {"jawOpen": 0.10, "mouthStretch": 0.30, "mouthSmile": 0.25,
+    "iy": (1.0, 1.0, {"jawOpen": 0.07, "mouthStretch": 0.15, "mouthSmile": 0.25,
                       "mouthUpperUp": 0.08}),
-    "uh": (1.0, 1.0, {"jawOpen": 0.18, "mouthFunnel": 0.30, "mouthPucker": 0.30}),
-    "uw": (1.5, 1.0, {"jawOpen": 0.12, "mouthFunnel": 0.35, "mouthPucker": 0.55}),
+    "uh": (1.0, 1.0, {"jawOpen": 0.12, "mouthFunnel": 0.09, "mouthPucker": 0.30}),
+    "uw": (1.5, 1.0, {"jawOpen": 0.08, "mouthFunnel": 0.10, "mouthPucker": 0.55}),
     # bilabials: lips closed and pressed, jaw nearly closed (pinned at their centre below)
-    "p": (2.0, 1.5, {"jawOpen": 0.04, "mouthClose": 0.65, "mouthPress": 0.35,
+    "p": (2.0, 1.5, {"jawOpen": 0.03, "mouthClose": 0.65, "mouthPress": 0.35,
                      "mouthRollLower": 0.10, "mouthRollUpper": 0.08}),
-    "b": (2.0, 1.5, {"jawOpen": 0.04, "mouthClose": 0.65, "mouthPress": 0.25,
+    "b": (2.0, 1.5, {"jawOpen": 0.03, "mouthClose": 0.65, "mouthPress": 0.25,
                      "mouthRollLower": 0.10, "mouthRollUpper": 0.08}),
-    "m": (2.0, 1.5, {"jawOpen": 0.04, "mouthClose": 0.60, "mouthPress": 0.20,
+    "m": (2.0, 1.5, {"jawOpen": 0.03, "mouthClose": 0.60, "mouthPress": 0.20,
                      "mouthRollLower": 0.08, "mouthRollUpper": 0.05}),
     # labiodentals: lower lip tucked under the upper teeth
-    "f": (2.0, 1.0, {"jawOpen": 0.08, "mouthRollLower": 0.40, "mouthUpperUp": 0.15,
+    "f": (2.0, 1.0, {"jawOpen": 0.05, "mouthRollLower": 0.40, "mouthUpperUp": 0.15,
                      "mouthClose": 0.10}),
-    "v": (2.0, 1.0, {"jawOpen": 0.08, "mouthRollLower": 0.35, "mouthUpperUp": 0.12,
+    "v": (2.0, 1.0, {"jawOpen": 0.05, "mouthRollLower": 0.35, "mouthUpperUp": 0.12,
                      "mouthClose": 0.10}),
     # dentals: tongue tip between the teeth
-    "th": (0.6, 1.0, {"jawOpen": 0.12, "tongueOut": 0.25, "mouthLowerDown": 0.05}),
-    "dh": (0.6, 1.0, {"jawOpen": 0.12, "tongueOut": 0.20, "mouthLowerDown": 0.05}),
+    "th": (0.6, 1.0, {"jawOpen": 0.08, "tongueOut": 0.25, "mouthLowerDown": 0.05}),
+    "dh": (0.6, 1.0, {"jawOpen": 0.08, "tongueOut": 0.20, "mouthLowerDown": 0.05}),
     # sibilants: teeth nearly together; s z spread, postalveolars protruded
-    "s": (0.8, 2.0, {"jawOpen": 0.05, "mouthStretch": 0.18, "mouthSmile": 0.08,
+    "s": (0.8, 2.0, {"jawOpen": 0.03, "mouthStretch": 0.09, "mouthSmile": 0.08,
                      "mouthUpperUp": 0.05}),
-    "z": (0.8, 2.0, {"jawOpen": 0.05, "mouthStretch": 0.15, "mouthSmile": 0.06,
+    "z": (0.8, 2.0, {"jawOpen": 0.03, "mouthStretch": 0.07, "mouthSmile": 0.06,
                      "mouthUpperUp": 0.05}),
-    "sh": (2.0, 1.5, {"jawOpen": 0.08, "mouthFunnel": 0.35, "mouthPucker": 0.25,
+    "sh": (2.0, 1.5, {"jawOpen": 0.05, "mouthFunnel": 0.10, "mouthPucker": 0.25,
                       "mouthUpperUp": 0.08}),
-    "zh": (2.0, 1.5, {"jawOpen": 0.08, "mouthFunnel": 0.30, "mouthPucker": 0.22,
+    "zh": (2.0, 1.5, {"jawOpen": 0.05, "mouthFunnel": 0.09, "mouthPucker": 0.22,
                       "mouthUpperUp": 0.08}),
-    "ch": (2.0, 1.5, {"jawOpen": 0.08, "mouthFunnel": 0.35, "mouthPucker": 0.25,
+    "ch": (2.0, 1.5, {"jawOpen": 0.05, "mouthFunnel": 0.10, "mouthPucker": 0.25,
                       "mouthUpperUp": 0.08}),
-    "jh": (2.0, 1.5, {"jawOpen": 0.08, "mouthFunnel": 0.30, "mouthPucker": 0.22,
+    "jh": (2.0, 1.5, {"jawOpen": 0.05, "mouthFunnel": 0.09, "mouthPucker": 0.22,
                       "mouthUpperUp": 0.08}),
     # tongue consonants: the lips belong to the neighbouring vowels
-    "t": (0.3, 0.8, {"jawOpen": 0.12}),
-    "d": (0.3, 0.8, {"jawOpen": 0.12}),
-    "n": (0.3, 0.8, {"jawOpen": 0.12}),
-    "l": (0.3, 0.6, {"jawOpen": 0.18}),
-    "k": (0.3, 0.6, {"jawOpen": 0.15}),
-    "g": (0.3, 0.6, {"jawOpen": 0.15}),
-    "ng": (0.3, 0.6, {"jawOpen": 0.15}),
-    "hh": (0.1, 0.2, {"jawOpen": 0.20}),
+    "t": (0.3, 0.8, {"jawOpen": 0.08}),
+    "d": (0.3, 0.8, {"jawOpen": 0.08}),
+    "n": (0.3, 0.8, {"jawOpen": 0.08}),
+    "l": (0.3, 0.6, {"jawOpen": 0.12}),
+    "k": (0.3, 0.6, {"jawOpen": 0.10}),
+    "g": (0.3, 0.6, {"jawOpen": 0.10}),
+    "ng": (0.3, 0.6, {"jawOpen": 0.10}),
+    "hh": (0.1, 0.2, {"jawOpen": 0.13}),
     # approximants
-    "r": (1.5, 0.7, {"jawOpen": 0.12, "mouthFunnel": 0.25, "mouthPucker": 0.25}),
-    "w": (3.0, 1.0, {"jawOpen": 0.08, "mouthFunnel": 0.30, "mouthPucker": 0.60}),
-    "y": (1.0, 1.0, {"jawOpen": 0.08, "mouthStretch": 0.20, "mouthSmile": 0.15}),
+    "r": (1.5, 0.7, {"jawOpen": 0.08, "mouthFunnel": 0.07, "mouthPucker": 0.25}),
+    "w": (3.0, 1.0, {"jawOpen": 0.05, "mouthFunnel": 0.09, "mouthPucker": 0.60}),
+    "y": (1.0, 1.0, {"jawOpen": 0.05, "mouthStretch": 0.10, "mouthSmile": 0.15}),
 }
 
 # Diphthongs glide between two targets: the first phone holds the first part.
@@ -121,6 +122,11 @@ _PLATEAU = 0.25               # plateau half-width as a fraction of the phone's 
 _LAMBDA_LIPS_S = (0.040, 0.030)  # (anticipation, carry-over)
 _LAMBDA_JAW_S = (0.035, 0.030)
 _REST_DOMINANCE = 1e-3        # a neutral floor where no phone is near, and no 0/0
+# The face leads the sound: on real talking videos the tracked jaw runs 60-120 ms
+# ahead of where acoustic phone timings put it (articulators move before the sound
+# they shape comes out). The blended mouth shapes are shown this much early; the
+# bilabial closures stay on the acoustic timing, as the closure is part of the phone.
+VISUAL_LEAD_S = 0.08
 # Bilabial closure: lips shut over the central 70% of the phone, with raised-cosine
 # ramps long enough that a frame at 60 fps moves a weight by < 0.5.
 _CLOSURE_HALF = 0.35
@@ -209,19 +215,21 @@ def _closure_window(times: np.ndarray, start: float, end: float) -> np.ndarray:
     return (0.5 + 0.5 * np.cos(math.pi * outside)).astype(np.float32)
 
 
-def phone_targets(phones: Sequence[Phone], fps: float, duration_s: float) -> np.ndarray:
+def phone_targets(phones: Sequence[Phone], fps: float, duration_s: float,
+                  lead_s: float = VISUAL_LEAD_S) -> np.ndarray:
     """ARKit weights over time for a timed phone sequence.
 
-    Cohen–Massaro coarticulation (`_blend`), then the bilabial rule: whatever the
-    neighbours, p/b/m reach their closure (mouthClose high, lips pressed, jaw nearly
-    shut) at their centre, F ← (1 − w) F + w T over the closure channels, since a
-    weighted average alone never quite reaches a target.
+    Cohen–Massaro coarticulation (`_blend`), shown `lead_s` ahead of the sound, then
+    the bilabial rule: whatever the neighbours, p/b/m reach their closure (mouthClose
+    high, lips pressed, jaw nearly shut) at their centre, F ← (1 − w) F + w T over the
+    closure channels, since a weighted average alone never quite reaches a target.
 
     Args:
         phones: N (start_s, end_s, phone) in time order; symbols as `canonical_phone`
             takes them; unknown symbols are neutral, with a warning.
         fps: frames per second; frame i is at time i / fps.
         duration_s: length of the audio in s.
+        lead_s: how far the mouth shapes run ahead of the phones (s).
     Returns:
         [T, 52] float32 weights in `ARKIT_NAMES` order, T = ceil(duration_s · fps), in [0, 1].
     """
@@ -230,7 +238,7 @@ def phone_targets(phones: Sequence[Phone], fps: float, duration_s: float) -> np.
     segments = _monophthongs(phones)
     if not segments or num_frames == 0:
         return np.zeros((num_frames, NUM_WEIGHTS), dtype=np.float32)
-    weights = _blend(times, segments)
+    weights = _blend(times + lead_s, segments)
     closure = list(_CLOSURE_CHANNELS)
     for start, end, phone in segments:
         if phone in BILABIALS:

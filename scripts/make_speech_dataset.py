@@ -7,7 +7,8 @@ spoken by a random voice at a random rate, pitch and speed, and written as
 OUT/NNNNNN.npz (np.savez, no pickle):
 
     audio        [S] float32 speech at 16 kHz in [-1, 1], clean (augment at training time)
-    weights      [T, 52] float32 ARKit targets in ARKIT_NAMES order, T = ceil(S / 16000 · fps)
+    weights      [T, 52] float32 ARKit targets in ARKIT_NAMES order, T = ceil(S / 16000 · fps), as the
+                 viseme table made them then (training derives them again from `phones_json`)
     fps          float64 scalar, frames per second of `weights` (frame i at i / fps)
     phones_json  uint8 UTF-8 JSON [[start_s, end_s, phone], ...], the synthesiser's own segment times
     voice        uint8 UTF-8 JSON {engine, voice, duration_stretch, f0_mean_hz, speed_factor}

@@ -3,7 +3,9 @@
     python scripts/train_audio2face.py --data data/speech --out assets/audio2face.safetensors --minutes 25 --seed 0
 
 The folder holds one .npz per utterance (scripts/make_speech_dataset.py): `audio` [S] at
-16 kHz and `weights` [T, 52] at `fps`. Each step takes random 2-4 s crops, degrades them
+16 kHz and its timed phones. The targets, [T, 52] weights at the utterance's `fps`, are
+derived from the phones when loading (`animation.visemes.phone_targets`), so a change to
+the viseme table or the visual lead takes effect without synthesising again. Each step takes random 2-4 s crops, degrades them
 (`animation.augment`: rooms, phone lines, noise, level), and in the feature domain warps
 the mel axis (other vocal-tract lengths) and tilts the spectrum (other microphones), so
 a model trained on a few synthetic voices meets real ones. The loss is an L1 on the
@@ -33,6 +35,7 @@ import torch
 from animation.features import FRAME_RATE, SAMPLE_RATE, FeatureConfig, log_mel, num_frames, to_feature_rate
 from animation.metrics import correlation
 from animation.model import Audio2Face, ModelConfig, model_size_bytes, predict, save_weights
+from animation.visemes import phone_targets
 from avatar.arkit import ARKIT_NAMES, index_of
 from avatar.errors import AvatarError, InputError
 from avatar.files import check_writable
@@ -72,7 +75,7 @@ class Utterance:
     name: str
     audio: np.ndarray
     targets: np.ndarray
-    weights: np.ndarray   # the stored targets [T, 52] at `fps`, for validation at the data's own clock
+    weights: np.ndarray   # the targets [T, 52] at `fps`, for validation at the data's own clock
     fps: float
     voice: str
 
@@ -86,9 +89,10 @@ def load_dataset(folder: Path, features: FeatureConfig) -> list[Utterance]:
     for path in paths:
         with np.load(path) as data:
             audio = data["audio"].astype(np.float32)
-            weights = data["weights"].astype(np.float32)
             fps = float(data["fps"])
+            phones = [tuple(p) for p in json.loads(bytes(data["phones_json"]).decode())]
             voice = json.loads(bytes(data["voice"]).decode()) if "voice" in data else {}
+        weights = phone_targets(phones, fps, len(audio) / SAMPLE_RATE)
         utterances.append(Utterance(path.stem, audio, to_feature_rate(weights, fps, num_frames(len(audio), features)),
                                     weights, fps, f"{voice.get('engine', '?')}:{voice.get('voice', '?')}"))
     return utterances

@@ -201,16 +201,17 @@ def test_default_model_loads_when_shipped():
 
 
 def write_tone_dataset(folder: Path, count: int, fps: float = 60.0) -> None:
-    """Utterances in the dataset's .npz layout whose jawOpen is the loudness envelope."""
+    """Utterances in the dataset's .npz layout whose phones are "aa" where the tone is loud, else "pau"."""
     folder.mkdir()
     for i in range(count):
         audio, envelope = speech_like(2.5, 16_000, seed=100 + i)
-        frames = -(-len(audio) * int(fps) // 16_000)
-        weights = np.zeros((frames, 52), np.float32)
-        weights[:, JAW] = 0.5 * envelope[np.minimum((np.arange(frames) / fps * 16_000).astype(int), len(audio) - 1)]
+        loud = envelope[::160] > 0.4  # at 100 Hz
+        edges = np.flatnonzero(np.diff(loud)) + 1
+        bounds = np.concatenate([[0], edges, [len(loud)]]) / 100
+        phones = [(float(a), float(b), "aa" if loud[int(a * 100)] else "pau") for a, b in zip(bounds[:-1], bounds[1:])]
         voice = np.frombuffer(json.dumps({"engine": "test", "voice": "tone"}).encode(), np.uint8)
-        np.savez(folder / f"{i:06d}.npz", audio=audio, weights=weights, fps=np.float64(fps),
-                 phones_json=np.frombuffer(b"[]", np.uint8), voice=voice)
+        np.savez(folder / f"{i:06d}.npz", audio=audio, fps=np.float64(fps),
+                 phones_json=np.frombuffer(json.dumps(phones).encode(), np.uint8), voice=voice)
 
 
 def test_a_short_training_run_lowers_the_loss(tmp_path, monkeypatch):
