@@ -33,6 +33,10 @@ NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their t
 DELTA_DECAY = 1e-3           # L2 pull of blendshape offsets to 0, per step (in Adam, not the loss: 4.7M values)
 LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
                   "opacity_logits": 3e-2, "position_deltas_cm": 5e-4}
+# Positions and their blendshape offsets anneal exponentially to this fraction of their
+# rate over the run (3DGS anneals positions 100x): late steps refine instead of jittering.
+ANNEALED = ("local_positions", "position_deltas_cm")
+ANNEAL_TO = 0.05
 REGION_SHARE = {ScaffoldMesh.FACE: 0.55, ScaffoldMesh.SKULL: 0.40, ScaffoldMesh.MOUTH: 0.05}
 THICKNESS = {ScaffoldMesh.FACE: 0.15, ScaffoldMesh.SKULL: 0.5, ScaffoldMesh.MOUTH: 0.3}
 
@@ -189,18 +193,17 @@ def _initial_colors(points_cm: np.ndarray, frames: FitFrames, rest: int) -> np.n
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM of two [H, W, C] images in [0, 1] (Gaussian window, as in 3DGS)."""
-    x, y = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
+    x, y = a.permute(2, 0, 1), b.permute(2, 0, 1)
     g = torch.exp(-((torch.arange(window, dtype=a.dtype) - window // 2) ** 2) / (2 * sigma**2))
     g = g / g.sum()
-    c = x.shape[1]
-    kernel_h, kernel_v = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, kernel_h, padding=(0, window // 2), groups=c), kernel_v,
-                        padding=(window // 2, 0), groups=c)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    # The five blurred maps in one separable, grouped convolution: one call costs about what each did.
+    stack = torch.cat([x, y, x * x, y * y, x * y])[None]
+    c = stack.shape[1]
+    kernel_h, kernel_v = g.view(1, 1, 1, -1).expand(c, 1, 1, window), g.view(1, 1, -1, 1).expand(c, 1, window, 1)
+    blurred = F.conv2d(F.conv2d(stack, kernel_h, padding=(0, window // 2), groups=c), kernel_v,
+                       padding=(window // 2, 0), groups=c)[0]
+    mu_x, mu_y, xx, yy, xy = blurred.chunk(5)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     return (((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
 
@@ -208,7 +211,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
 def _optimizer(model: HeadModel) -> torch.optim.Adam:
     return torch.optim.Adam([{"params": [getattr(model, n)], "lr": LEARNING_RATES[n], "name": n,
                               "weight_decay": DELTA_DECAY if n == "position_deltas_cm" else 0.0}
-                             for n in HeadModel.PARAMETERS], eps=1e-15, foreach=True)
+                             for n in HeadModel.PARAMETERS], eps=1e-15, fused=True)
 
 
 def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int = 0, log: FitLog | None = None,
@@ -217,9 +220,11 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     """Run steps `start`..`iterations` - 1, or until `max_seconds` have passed; returns the log
     (extended when given; `len(log.loss)` is the steps done).
 
-    Every `densify_every` steps before `densify_until` x iterations, Gaussians whose world
-    position gradient is in the top 5% are cloned (up to `max_gaussians`) and those under 2%
-    opacity are pruned. `on_step(step, log)` is called after each step (progress, checkpoints).
+    The run's progress is the larger of step / `iterations` and time / `max_seconds`. Position
+    learning rates anneal by `ANNEAL_TO` over it. Every `densify_every` steps while progress is
+    under `densify_until`, Gaussians whose world position gradient is in the top 5% are cloned
+    (up to `max_gaussians`) and those under 2% opacity are pruned. `on_step(step, log)` is
+    called after each step (progress, checkpoints).
     """
     log = log if log is not None else FitLog()
     rng = np.random.default_rng(seed + start)
@@ -231,6 +236,11 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     background = torch.tensor(BACKGROUND)
     box = [_head_box(m) for m in frames.masks]
     for step in range(start, iterations):
+        elapsed = time.perf_counter() - began
+        progress = min(1.0, max(step / iterations, elapsed / max_seconds if max_seconds else 0.0))
+        for group in optimizer.param_groups:
+            if group["name"] in ANNEALED:
+                group["lr"] = LEARNING_RATES[group["name"]] * ANNEAL_TO ** progress
         f = int(rng.integers(len(frames)))
         weights = torch.from_numpy(frames.weights[f])
         means, rotations, scales, opacities, colors = model(weights, torch.from_numpy(frames.rotations[f]),
@@ -258,7 +268,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         log.psnr.append(float(-10 * torch.log10(mse.clamp(min=1e-10))))
         grad_sum += means.grad.norm(dim=1)
         grad_count += 1
-        if step + 1 < densify_until * iterations and (step + 1) % densify_every == 0:
+        if progress < densify_until and (step + 1) % densify_every == 0:
             _densify_and_prune(model, grad_sum / grad_count, max_gaussians, rng)
             optimizer = _optimizer(model)
             grad_sum, grad_count = torch.zeros(len(model)), 0
@@ -282,18 +292,33 @@ def _head_box(mask: np.ndarray, margin_px: int = 8) -> tuple[slice, slice]:
 
 
 def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int, rng: np.random.Generator) -> None:
+    """Prune Gaussians under 2% opacity; densify the top 5% by position gradient, as 3DGS does:
+    one larger than the median (in cm) is split in two that shrink by 1.6 and sit where the
+    original's density puts them, a smaller one is cloned nearby, its copy shrunk by 1.25."""
     with torch.no_grad():
         keep = torch.sigmoid(model.opacity_logits) >= 0.02
-        room = max(0, max_gaussians - int(keep.sum()))
-        count = min(room, int(0.05 * len(model)))
-        clone = torch.topk(torch.where(keep, grad, -1.0), count).indices if count else torch.zeros(0, dtype=torch.long)
-        order = torch.cat([torch.nonzero(keep)[:, 0], clone])
+        kept = torch.nonzero(keep)[:, 0]
+        room = max(0, max_gaussians - len(kept))
+        count = min(room, int(0.05 * len(model)), len(kept))
+        chosen = torch.topk(torch.where(keep, grad, -1.0), count).indices if count else torch.zeros(0, dtype=torch.long)
+        size_cm = _triangle_frames(model.vertices, model.triangles)[2][model.triangle_ids] \
+            * torch.exp(model.log_scales).amax(dim=1)
+        split = size_cm[chosen] > size_cm[kept].median()
+        originals = torch.searchsorted(kept, chosen)  # where each chosen one sits among the kept
+        order = torch.cat([kept, chosen])
+        # Offsets in the triangle's frame, in triangle scales (the units of local_positions).
+        noise = torch.from_numpy(rng.standard_normal((count, 3)).astype(np.float32))
+        along_axes = quaternions_to_matrices(model.local_quaternions[chosen]) \
+            @ (torch.exp(model.log_scales[chosen]) * noise)[:, :, None]
+        offsets = torch.where(split[:, None], along_axes[:, :, 0], 0.1 * noise)
         for name in HeadModel.PARAMETERS:
             value = getattr(model, name).detach()
             value = value[:, order] if name == "position_deltas_cm" else value[order]
             if name == "local_positions" and count:
-                value[-count:] += torch.from_numpy(rng.normal(0, 0.1, (count, 3)).astype(np.float32))
+                value[-count:] += offsets
+                value[originals[split]] -= offsets[split]
             if name == "log_scales" and count:
-                value[-count:] -= math.log(1.25)
+                value[-count:] -= torch.where(split, math.log(1.6), math.log(1.25))[:, None]
+                value[originals[split]] -= math.log(1.6)
             setattr(model, name, torch.nn.Parameter(value.contiguous()))
         model.triangle_ids = model.triangle_ids[order]

@@ -42,7 +42,7 @@ class CaptureOptions:
     fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
     fills more of the frame costs more per step)."""
 
-    iterations: int = 5000
+    iterations: int = 7000
     train_size_px: int = 512
     num_gaussians: int = 30_000
     max_gaussians: int = 45_000
@@ -52,8 +52,8 @@ class CaptureOptions:
 
     @classmethod
     def quick(cls) -> "CaptureOptions":
-        """A fast, low-resolution fit (~2 min)."""
-        return cls(iterations=800, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=2.0)
+        """A fast, low-resolution fit (~2-3 min)."""
+        return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.5)
 
 
 @dataclass
