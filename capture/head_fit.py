@@ -222,8 +222,8 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
 
     The run's progress is the larger of step / `iterations` and time / `max_seconds`. Position
     learning rates anneal by `ANNEAL_TO` over it. Every `densify_every` steps while progress is
-    under `densify_until`, Gaussians whose world position gradient is in the top 5% are cloned
-    (up to `max_gaussians`) and those under 2% opacity are pruned. `on_step(step, log)` is
+    under `densify_until`, Gaussians whose world position gradient is in the top 5% are split or
+    cloned (up to `max_gaussians`) and those under 2% opacity are pruned. `on_step(step, log)` is
     called after each step (progress, checkpoints).
     """
     log = log if log is not None else FitLog()
@@ -303,7 +303,7 @@ def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int,
         chosen = torch.topk(torch.where(keep, grad, -1.0), count).indices if count else torch.zeros(0, dtype=torch.long)
         size_cm = _triangle_frames(model.vertices, model.triangles)[2][model.triangle_ids] \
             * torch.exp(model.log_scales).amax(dim=1)
-        split = size_cm[chosen] > size_cm[kept].median()
+        split = size_cm[chosen] > size_cm[kept].median() if count else torch.zeros(0, dtype=torch.bool)
         originals = torch.searchsorted(kept, chosen)  # where each chosen one sits among the kept
         order = torch.cat([kept, chosen])
         # Offsets in the triangle's frame, in triangle scales (the units of local_positions).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import json
 
 import cv2
@@ -152,6 +153,20 @@ def test_densify_and_prune_keep_every_array_consistent():
     assert n == 180 + 10
     assert model.position_deltas_cm.shape == (52, n, 3) and model.local_positions.shape == (n, 3)
     assert model.to_head().evaluate(FaceState()).means.shape == (n, 3)
+
+
+def test_a_large_gaussian_is_split_in_two_smaller_ones_around_it():
+    model = HeadModel(small_head(200))
+    with torch.no_grad():
+        model.log_scales[0] += 2.0          # the largest
+    before_position, before_scale = model.local_positions[0].clone(), model.log_scales[0].clone()
+    grad = torch.zeros(200)
+    grad[0] = 1.0                           # and the one with the largest gradient (among the top 10)
+    _densify_and_prune(model, grad, 1000, np.random.default_rng(0))
+    halves = model.local_positions.detach()[[0, 200]]
+    torch.testing.assert_close(halves.mean(0), before_position)
+    assert float((halves[0] - halves[1]).norm()) > 0
+    torch.testing.assert_close(model.log_scales.detach()[[0, 200]], (before_scale - math.log(1.6)).expand(2, 3))
 
 
 def test_ssim_is_one_for_equal_images_and_lower_for_noise():
