@@ -5,11 +5,12 @@
 The folder holds one .npz per utterance (scripts/make_speech_dataset.py): `audio` [S] at
 16 kHz and its timed phones. The targets, [T, 52] weights at the utterance's `fps`, are
 derived from the phones when loading (`animation.visemes.phone_targets`), so a change to
-the viseme table or the visual lead takes effect without synthesising again. Each step takes random 2-4 s crops, degrades them
-(`animation.augment`: rooms, phone lines, noise, level), and in the feature domain warps
-the mel axis (other vocal-tract lengths) and tilts the spectrum (other microphones), so
-a model trained on a few synthetic voices meets real ones. The loss is an L1 on the
-weights, heavier on the mouth, plus an L1 on their frame-to-frame change.
+the viseme table or the visual lead takes effect without synthesising again. Each step
+takes random 2-4 s crops, degrades them (`animation.augment`: rooms, phone lines, noise,
+level), and in the feature domain warps the mel axis (other vocal-tract lengths) and tilts
+the spectrum (other microphones), so a model trained on a few synthetic voices meets real
+ones. The loss is a squared error on the weights, heavier on the mouth, plus one on their
+frame-to-frame change (`loss_fn`).
 
 5 % of the utterances are held out; their loss and jawOpen correlation (at the data's
 fps, through `predict`, the streaming code path) are printed and stored in the model
