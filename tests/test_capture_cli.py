@@ -186,3 +186,17 @@ def test_eval_on_another_video_and_export_without_an_avatar(captured, tmp_path, 
     assert main(["export-dataset", str(other), "-o", str(dataset), "--size", "96", "-q"]) == 0
     data = json.loads((dataset / "transforms.json").read_text())
     assert len(data["frames"]) == 30 and len(data["val_filenames"]) == 6
+
+
+def test_capture_help_states_the_presets_defaults():
+    # The help is written out (the CLI must not import the pipeline to parse); this keeps it honest.
+    from avatar.cli import build_parser
+    from capture.pipeline import CaptureOptions
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {a.dest: a.help for a in commands.choices["capture"]._actions}
+    default, quick = CaptureOptions(), CaptureOptions.quick()
+    for dest, field in (("iterations", "iterations"), ("gaussians", "num_gaussians"), ("size", "train_size_px"),
+                        ("fit_minutes", "fit_minutes")):
+        expected = f"default {getattr(default, field):g}; --quick {getattr(quick, field):g}"
+        assert expected in helps[dest], f"--{dest}: {helps[dest]!r} should say {expected!r}"
