@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from avatar import NUM_WEIGHTS, Camera
+from capture.corrections import FrameCorrections
 from capture.face_fit import axis_angle_to_matrix
 from capture.scaffold import ScaffoldMesh
 from render import GaussianHead
@@ -114,14 +115,16 @@ class HeadModel(torch.nn.Module):
         return len(self.triangle_ids)
 
     def forward(self, weights: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor):
-        """World-space (means, rotations, scales, opacities, colors) for one frame; as `GaussianHead.evaluate`."""
-        with torch.no_grad():
-            vertices = self.vertices + (weights @ self.vertex_deltas).reshape(-1, 3)
-            centroids, frames, tri_scales = _triangle_frames(vertices, self.triangles)
-            head_r = axis_angle_to_matrix(rotation)
-            frames = head_r @ frames[self.triangle_ids]
-            centroids = centroids[self.triangle_ids] @ head_r.T + translation
-            k = tri_scales[self.triangle_ids, None]
+        """World-space (means, rotations, scales, opacities, colors) for one frame; as `GaussianHead.evaluate`.
+
+        Differentiable in the weights, rotation (axis-angle) and translation (cm) too, when they
+        track gradients (photometric refinement of a frame)."""
+        vertices = self.vertices + (weights @ self.vertex_deltas).reshape(-1, 3)
+        centroids, frames, tri_scales = _triangle_frames(vertices, self.triangles)
+        head_r = axis_angle_to_matrix(rotation)
+        frames = head_r @ frames[self.triangle_ids]
+        centroids = centroids[self.triangle_ids] @ head_r.T + translation
+        k = tri_scales[self.triangle_ids, None]
         means = centroids + k * (frames @ self.local_positions[:, :, None])[:, :, 0]
         offsets = (weights @ self.position_deltas_cm.reshape(NUM_WEIGHTS, -1)).reshape(-1, 3)
         means = means + offsets @ head_r.T
@@ -208,6 +211,42 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return (((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
 
 
+def frame_loss(image: torch.Tensor, frame: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far a render is from a frame, and the mean squared error inside the mask (for PSNR).
+
+    Args:
+        image: [H, W, 4] rendered RGBA over `BACKGROUND`; frame: [H, W, 3] uint8; mask: [H, W] bool.
+        box: the head's rows and columns (`head_box`): the colour terms, L1 and D-SSIM against
+            the frame matted to the background, use only them (the SSIM window to spare); alpha
+            is compared with the mask on the whole frame.
+    """
+    rows, cols = box
+    matte = torch.from_numpy(mask).float()[..., None]
+    crop = matte[rows, cols]
+    target = torch.from_numpy(frame[rows, cols]).float() / 255 * crop + torch.tensor(BACKGROUND) * (1 - crop)
+    rgb = image[rows, cols, :3]
+    loss = (1 - SSIM_WEIGHT) * (rgb - target).abs().mean() + SSIM_WEIGHT * (1 - ssim(rgb, target)) \
+        + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
+    with torch.no_grad():
+        mse = ((rgb - target)[crop[..., 0] > 0] ** 2).mean()
+    return loss, mse
+
+
+def posed(frames: FitFrames, f: int, corrections: FrameCorrections | None,
+          rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame `f`'s weights [52], rotation [3] and translation [3] (cm) with its corrections:
+    `rows` (from `corrections.rows(f)`, tracking gradients) when given, else the stored ones."""
+    tracked = (torch.from_numpy(frames.weights[f]), torch.from_numpy(frames.rotations[f]),
+               torch.from_numpy(frames.translations_cm[f]))
+    if corrections is None:
+        return tracked
+    rotation, translation, weights = rows if rows is not None else \
+        (corrections.rotation[f], corrections.translation[f], corrections.weights[f])
+    return tracked[0] + weights, tracked[1] + rotation, tracked[2] + translation
+
+
 def _optimizer(model: HeadModel) -> torch.optim.Adam:
     return torch.optim.Adam([{"params": [getattr(model, n)], "lr": LEARNING_RATES[n], "name": n,
                               "weight_decay": DELTA_DECAY if n == "position_deltas_cm" else 0.0}
@@ -216,14 +255,17 @@ def _optimizer(model: HeadModel) -> torch.optim.Adam:
 
 def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int = 0, log: FitLog | None = None,
              densify_until: float = 0.6, densify_every: int = 400, max_gaussians: int = 60_000, seed: int = 0,
-             max_seconds: float | None = None, on_step: Callable[[int, FitLog], None] | None = None) -> FitLog:
+             max_seconds: float | None = None, on_step: Callable[[int, FitLog], None] | None = None,
+             corrections: FrameCorrections | None = None, refine_from: float = 0.1) -> FitLog:
     """Run steps `start`..`iterations` - 1, or until `max_seconds` have passed; returns the log
     (extended when given; `len(log.loss)` is the steps done).
 
     The run's progress is the larger of step / `iterations` and time / `max_seconds`. Position
     learning rates anneal by `ANNEAL_TO` over it. Every `densify_every` steps while progress is
     under `densify_until`, Gaussians whose world position gradient is in the top 5% are split or
-    cloned (up to `max_gaussians`) and those under 2% opacity are pruned. `on_step(step, log)` is
+    cloned (up to `max_gaussians`) and those under 2% opacity are pruned. With `corrections`
+    ([len(frames)] rows), from progress `refine_from` on (when the head is roughly in place) each
+    step also moves the rendered frame's pose and weights corrections. `on_step(step, log)` is
     called after each step (progress, checkpoints).
     """
     log = log if log is not None else FitLog()
@@ -233,8 +275,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     grad_sum = torch.zeros(len(model))
     grad_count = 0
     began = time.perf_counter()
-    background = torch.tensor(BACKGROUND)
-    box = [_head_box(m) for m in frames.masks]
+    box = [head_box(m) for m in frames.masks]
     for step in range(start, iterations):
         elapsed = time.perf_counter() - began
         progress = min(1.0, max(step / iterations, elapsed / max_seconds if max_seconds else 0.0))
@@ -242,28 +283,22 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
             if group["name"] in ANNEALED:
                 group["lr"] = LEARNING_RATES[group["name"]] * ANNEAL_TO ** progress
         f = int(rng.integers(len(frames)))
-        weights = torch.from_numpy(frames.weights[f])
-        means, rotations, scales, opacities, colors = model(weights, torch.from_numpy(frames.rotations[f]),
-                                                            torch.from_numpy(frames.translations_cm[f]))
+        tracked = torch.from_numpy(frames.weights[f])
+        refining = corrections is not None and progress >= refine_from
+        rows = corrections.rows(f) if refining else None
+        weights, rotation, translation = posed(frames, f, corrections, rows)
+        means, rotations, scales, opacities, colors = model(weights, rotation, translation)
         means.retain_grad()
         image = rasterize_cpu(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND, renderer)
-        mask = torch.from_numpy(frames.masks[f]).float()[..., None]
-        # Colour terms on the head's box (SSIM window to spare); alpha on the whole frame.
-        rows, cols = box[f]
-        crop = mask[rows, cols]
-        target = torch.from_numpy(frames.images[f][rows, cols]).float() / 255 * crop + background * (1 - crop)
-        rgb = image[rows, cols, :3]
-        l1 = (rgb - target).abs().mean()
-        loss = (1 - SSIM_WEIGHT) * l1 + SSIM_WEIGHT * (1 - ssim(rgb, target)) \
-            + ALPHA_WEIGHT * (image[..., 3:] - mask).abs().mean() \
-            + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean()
+        loss, mse = frame_loss(image, frames.images[f], frames.masks[f], box[f])
+        loss = loss + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if rows is not None:
+            corrections.step(f, rows, tracked)
         with torch.no_grad():
             model.colors.clamp_(0, 1)
-            inside = crop[..., 0] > 0
-            mse = ((rgb - target)[inside] ** 2).mean()
         log.loss.append(float(loss.detach()))
         log.psnr.append(float(-10 * torch.log10(mse.clamp(min=1e-10))))
         grad_sum += means.grad.norm(dim=1)
@@ -281,7 +316,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     return log
 
 
-def _head_box(mask: np.ndarray, margin_px: int = 8) -> tuple[slice, slice]:
+def head_box(mask: np.ndarray, margin_px: int = 8) -> tuple[slice, slice]:
     """Row and column slices of the mask's bounding box, grown by `margin_px`."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if not len(rows):

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from avatar import InputError, Track
+from capture.corrections import FrameCorrections
 from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
@@ -40,7 +41,8 @@ MAX_TRAIN_FRAMES = 600     # decoded for fitting (20 s at 30 fps); longer videos
 class CaptureOptions:
     """How hard to fit. The defaults aim at quality within 15 min for 20 s of 512x512 video on 2 cores:
     fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
-    fills more of the frame costs more per step)."""
+    fills more of the frame costs more per step). `refine_frames` refines the training frames'
+    tracked pose photometrically while fitting (`capture.corrections`)."""
 
     iterations: int = 7000
     train_size_px: int = 512
@@ -49,6 +51,7 @@ class CaptureOptions:
     holdout: float = 0.2
     seed: int = 0
     fit_minutes: float | None = 13.0
+    refine_frames: bool = True
 
     @classmethod
     def quick(cls) -> "CaptureOptions":
@@ -160,6 +163,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
             state = torch.load(checkpoint, weights_only=False)
             saved_frames, saved_size = state["source_frames"], state["train_size_px"]
             model, start, fit_log = HeadModel(state["head"]), state["step"], state["log"]
+            corrections = FrameCorrections.from_state(state["corrections"]) if state.get("corrections") else None
         except Exception as exc:  # a truncated or foreign file: pickle, zip and key errors alike
             raise InputError(f"the checkpoint {checkpoint} is unreadable ({type(exc).__name__}): delete it, or run "
                              "without --resume") from None
@@ -172,13 +176,15 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                                   load_canonical_mesh().triangles)
         rest = int(np.argmin(frames.weights.sum(1)))
         model = HeadModel(initial_head(scaffold, frames, rest, options.num_gaussians, options.seed))
+        corrections = FrameCorrections.zeros(len(frames)) if options.refine_frames else None
 
     def save_checkpoint(step: int) -> None:
         if checkpoint is None:
             return
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
         torch.save({"head": model.to_head(), "step": step, "log": fit_log, "source_frames": len(info.track.time_s),
-                    "train_size_px": options.train_size_px}, tmp)
+                    "train_size_px": options.train_size_px,
+                    "corrections": corrections.state() if corrections is not None else None}, tmp)
         os.replace(tmp, checkpoint)
 
     with tqdm(total=options.iterations, initial=start, unit="step", desc="fitting", disable=not progress,
@@ -192,7 +198,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                 save_checkpoint(step + 1)
 
         fit_head(model, frames, options.iterations, start=start, log=fit_log, max_gaussians=options.max_gaussians,
-                 seed=options.seed, on_step=on_step,
+                 seed=options.seed, on_step=on_step, corrections=corrections,
                  max_seconds=options.fit_minutes * 60 if options.fit_minutes else None)
     save_checkpoint(len(fit_log.loss))
     timings["fit_s"] = time.perf_counter() - clock

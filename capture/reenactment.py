@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from avatar import FaceState, Track
+from avatar import Camera, FaceState, Track
 from capture.face_fit import FaceFit
+from capture.frame_refinement import REFINE_STEPS, refine_frames
 from capture.frames import decode_frames, fit_size, frame_masks
 from capture.media import MediaSource
 from capture.metrics import (align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame)
@@ -30,6 +31,8 @@ class Reenactment:
     """Mean scores over the held-out frames, per-frame rows, and example rows for a picture.
 
     `examples` are [H, 4W, 3] uint8 rows: truth | render | error (x4) | baseline.
+    `landmark_psnr` and `landmark_ssim` score the renders at the landmark-tracked pose and
+    MediaPipe's weights, before photometric tracking.
     """
 
     psnr: float
@@ -37,6 +40,8 @@ class Reenactment:
     baseline_psnr: float
     baseline_ssim: float
     frames: int
+    landmark_psnr: float = float("nan")
+    landmark_ssim: float = float("nan")
     per_frame: list[dict] = field(default_factory=list)
     examples: list[np.ndarray] = field(default_factory=list)
 
@@ -47,9 +52,10 @@ class Reenactment:
 
 def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, face: FaceFit,
                          holdout: np.ndarray, train: np.ndarray, size_px: int = EVAL_SIZE_PX,
-                         progress: bool = False) -> Reenactment:
-    """Render `holdout` frames with their weights and `face`'s pose; compare inside their masks
-    (`EDGE_PX` in from the edge).
+                         refine_steps: int = REFINE_STEPS, progress: bool = False) -> Reenactment:
+    """Render `holdout` frames with their weights and `face`'s pose, both tracked photometrically
+    against `head` (`refine_frames`, `refine_steps` per frame; 0 keeps the tracked ones);
+    compare inside their masks (`EDGE_PX` in from the edge).
 
     The baseline takes, for each held-out frame, the `train` frame closest in weights and pose,
     warps it onto the held-out frame by the similarity that maps its landmarks onto the
@@ -69,23 +75,36 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1, 2 * EDGE_PX + 1))
     inner = np.stack([cv2.erode(m.astype(np.uint8), kernel) > 0 for m in masks])
     scale = np.array([size[0] / source.width_px, size[1] / source.height_px])
+    weights, rotations, translations = track.weights[holdout], rot[holdout], trans[holdout]
+    if refine_steps:
+        weights, rotations, translations = refine_frames(head, camera, truth, masks, weights, rotations, translations,
+                                                         refine_steps, progress=progress)
     renderer = CpuRenderer()
     rows, examples = [], []
     pick = set(np.linspace(0, len(holdout) - 1, min(SHEET_ROWS, len(holdout))).round().astype(int).tolist())
     for k, h in enumerate(tqdm(holdout, unit="frame", desc="re-enacting", disable=not progress, leave=False)):
-        state = FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h])
-        render = np.clip(renderer.render(camera, head.evaluate(state), (1.0, 1.0, 1.0))[..., :3], 0, 1)
+        render = _render(renderer, camera, head, FaceState(float(track.time_s[h]), weights[k], rotations[k],
+                                                           translations[k]))
+        landmark = _render(renderer, camera, head, FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h]))
         real = truth[k].astype(np.float32) / 255
         lm_h = track.landmarks_px[h, :468, :2] * scale
         lm_r = track.landmarks_px[retrieved[k], :468, :2] * scale
         baseline = align_by_landmarks(images[at[int(retrieved[k])]], lm_r, lm_h).astype(np.float32) / 255
         mask = inner[k]
         rows.append({"frame": int(h), "psnr": masked_psnr(render, real, mask), "ssim": masked_ssim(render, real, mask),
+                     "landmark_psnr": masked_psnr(landmark, real, mask),
+                     "landmark_ssim": masked_ssim(landmark, real, mask),
                      "baseline_frame": int(retrieved[k]), "baseline_psnr": masked_psnr(baseline, real, mask),
                      "baseline_ssim": masked_ssim(baseline, real, mask)})
         if k in pick:
             error = np.clip(np.abs(render - real).mean(2, keepdims=True) * 4, 0, 1) * mask[..., None]
             examples.append((np.concatenate([real, render,
                                              np.repeat(error, 3, 2), baseline], axis=1) * 255).round().astype(np.uint8))
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim")}
+    mean = {key: float(np.mean([r[key] for r in rows]))
+            for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim")}
     return Reenactment(frames=len(rows), per_frame=rows, examples=examples, **mean)
+
+
+def _render(renderer: CpuRenderer, camera: Camera, head: GaussianHead, state: FaceState) -> np.ndarray:
+    """[H, W, 3] float RGB in [0, 1] over white."""
+    return np.clip(renderer.render(camera, head.evaluate(state), (1.0, 1.0, 1.0))[..., :3], 0, 1)

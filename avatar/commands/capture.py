@@ -89,7 +89,11 @@ def run_capture(args: argparse.Namespace) -> int:
     avatar.save(args.output)
     report = args.output.with_name(args.output.stem + ".report")
     report.mkdir(exist_ok=True)
-    metrics = {**(result.reenactment.summary() if result.reenactment else {}), "gaussians": len(result.head),
+    scores = result.reenactment
+    metrics = {**(scores.summary() if scores else {}),
+               **({"landmark_psnr": round(scores.landmark_psnr, 3), "landmark_ssim": round(scores.landmark_ssim, 4)}
+                  if scores else {}),
+               "gaussians": len(result.head),
                "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
                "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train)}
     write_metrics(report / "metrics.json", metrics)
@@ -164,7 +168,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{'held-out' if same else 'last 20% of the'} frames of {info.source.path.name}: {result.frames}; PSNR "
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
-              f"{result.baseline_ssim:.4f}")
+              f"{result.baseline_ssim:.4f} (at the landmark-tracked pose, before photometric tracking: "
+              f"{result.landmark_psnr:.2f} dB, {result.landmark_ssim:.4f})")
     print(json.dumps(result.summary()))
     return 0
 
