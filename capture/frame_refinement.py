@@ -19,7 +19,7 @@ from render import GaussianHead
 from render.cpu import CpuRenderer
 from render.differentiable import rasterize_cpu
 
-REFINE_STEPS = 12
+REFINE_STEPS = 8
 REFINE_RATES = CorrectionRates(rotation_rad=2e-3, translation_cm=2e-2, weights=1e-2, weights_prior=1e-3)
 
 

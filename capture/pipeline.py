@@ -42,7 +42,8 @@ class CaptureOptions:
     """How hard to fit. The defaults aim at quality within 15 min for 20 s of 512x512 video on 2 cores:
     fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
     fills more of the frame costs more per step). `refine_frames` refines the training frames'
-    tracked pose photometrically while fitting (`capture.corrections`)."""
+    tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
+    photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`)."""
 
     iterations: int = 7000
     train_size_px: int = 512
@@ -52,11 +53,13 @@ class CaptureOptions:
     seed: int = 0
     fit_minutes: float | None = 13.0
     refine_frames: bool = True
+    track_steps: int = 8
 
     @classmethod
     def quick(cls) -> "CaptureOptions":
         """A fast, low-resolution fit (~2-3 min)."""
-        return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.5)
+        return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.5,
+                   track_steps=4)
 
 
 @dataclass
@@ -205,6 +208,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     clock = time.perf_counter()
     head = model.to_head()
     reenactment = evaluate_reenactment(head, info.source, info.track, info.face, info.holdout, info.train,
+                                       refine_steps=options.track_steps,
                                        progress=progress) if len(info.holdout) else None
     timings["evaluate_s"] = time.perf_counter() - clock
     return CaptureResult(head, info, fit_log, reenactment, options, timings)

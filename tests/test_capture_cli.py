@@ -50,7 +50,8 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys)
     assert info["holdout_frames"][0] > max(info["train_frames"])
     report = captured.with_name("astronaut.report")
     metrics = json.loads((report / "metrics.json").read_text())
-    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames"} <= set(metrics) and metrics["frames"] == 8
+    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames", "landmark_psnr"} <= set(metrics)
+    assert metrics["frames"] == 8
     for picture in ("holdout.png", "curves.png"):
         assert cv2.imread(str(report / picture)) is not None
     assert captured.with_name("astronaut.avatar.ckpt").exists()
@@ -69,6 +70,13 @@ def test_eval_prints_the_scores_as_its_last_line(captured, video, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(last) == ["psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames"]
     assert last["frames"] == 8 and 5 < last["psnr"] < 60 and 0 < last["ssim"] <= 1
+    # Photometric tracking of the held-out frames only moves them closer to their frames.
+    assert main(["eval", str(captured), str(video), "-q", "--track-steps", "0"]) == 0
+    untracked = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert untracked["psnr"] <= last["psnr"] + 0.05
+    assert untracked["baseline_psnr"] == pytest.approx(last["baseline_psnr"], abs=0.05)  # the baseline is untouched
+    assert main(["eval", str(captured), str(video), "--track-steps", "-1"]) == 1
+    assert "--track-steps must be 0 or more" in capsys.readouterr().err
 
 
 def test_export_dataset_writes_frames_masks_and_cameras(captured, video, tmp_path):

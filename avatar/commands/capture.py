@@ -35,13 +35,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser(
         "eval", help="self-reenactment score of an avatar on a video, against nearest-neighbour retrieval",
-        description="Tracks VIDEO, refines its head pose with the avatar's own face, drives the avatar with the "
-                    "held-out frames' weights and pose (those the capture recorded when VIDEO is its source, "
-                    "else the last 20%%) and compares inside the head mask at 512 px. The baseline retrieves the "
+        description="Tracks VIDEO, refines its head pose with the avatar's own face, takes the held-out frames "
+                    "(those the capture recorded when VIDEO is its source, else the last 20%%), tracks their pose "
+                    "and weights photometrically against the avatar, drives the avatar with them and compares "
+                    "inside the head mask at 512 px. The baseline retrieves the "
                     "training frame nearest in weights + pose, aligned by the landmarks' similarity transform. "
                     'Last line: {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames"}.')
     e.add_argument("avatar", type=Path, help=".avatar bundle made by avatar capture")
     e.add_argument("video", type=Path, help="video of the same person")
+    e.add_argument("--track-steps", type=int,
+                   help="photometric tracking steps per held-out frame (default: the capture's, 8 or --quick 4; "
+                        "0: the landmark pose and MediaPipe's weights as they are)")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(run=run_eval)
@@ -151,8 +155,9 @@ def _tune_speech(result, seed: int):
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from avatar import BundleError
+    from avatar import BundleError, InputError
     from avatar.model import Avatar
+    from capture.frame_refinement import REFINE_STEPS
     from capture.pipeline import retrack
     from capture.reenactment import evaluate_reenactment
 
@@ -160,11 +165,15 @@ def run_eval(args: argparse.Namespace) -> int:
     record = avatar.metadata.get("capture")
     if not record:
         raise BundleError(f"{args.avatar} was not made by avatar capture: it has no capture record to evaluate")
+    if args.track_steps is not None and args.track_steps < 0:
+        raise InputError(f"--track-steps must be 0 or more, got {args.track_steps}")
     info, same = retrack(args.video, avatar.head, record, progress=not args.quiet)
     if len(info.holdout) == 0:
         raise BundleError(f"no held-out frame with a face in {args.video}")
+    steps = args.track_steps if args.track_steps is not None else \
+        int(record.get("options", {}).get("track_steps", REFINE_STEPS))
     result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
-                                  progress=not args.quiet)
+                                  refine_steps=steps, progress=not args.quiet)
     if not args.json:
         print(f"{'held-out' if same else 'last 20% of the'} frames of {info.source.path.name}: {result.frames}; PSNR "
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
