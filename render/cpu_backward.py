@@ -12,8 +12,8 @@ S_i = sum_{j>i} c_j alpha_j T_j / T_{i+1} (the colour behind i, as seen just beh
     S_{i-1} = alpha_i c_i + (1 - alpha_i) S_i
 
 then through alpha to o and s (zero where alpha is clamped at MAX_ALPHA), and through s to
-the mean (u, v) and the conic (a, b, c). The chain on to 3D means and covariances is the
-projection's, left to torch (`render.differentiable`).
+the mean (u, v) and the conic (a, b, c). `projection_backward` carries those on through the
+EWA projection to each Gaussian's 3D mean, rotation and scale.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from avatar import Camera
 from render.cpu import (_A, _B, _BLOCK_PX, _BLOCKS, _BLOCKS_X, _BLUE, _C, _END_AT, _FAST, _G, _LANES, _OPACITY, _R, _SUPPORT,
                         _T_AT, _TILE_PIXELS, _U, _V, TILE_PX, RasterState, _claim, _exp_nonpositive, _lane_offsets)
-from render.gaussians import MAX_ALPHA, MIN_ALPHA
+from render.gaussians import DILATION_PX2, MAX_ALPHA, MIN_ALPHA, NEAR_CM
 
 # Gradient columns per Gaussian: mean (u, v) px, conic (a, b, c), opacity, RGB.
 GRAD_U, GRAD_V, GRAD_A, GRAD_B, GRAD_C, GRAD_OPACITY, GRAD_R, GRAD_G, GRAD_BLUE = range(9)
@@ -175,3 +176,86 @@ def raster_backward(state: RasterState, grad_image: np.ndarray, background: tupl
               np.ascontiguousarray(grad_image, dtype=np.float32), np.asarray(background, dtype=np.float32), grads,
               workers, np.zeros(1, dtype=np.int64))
     return grads.sum(axis=0)
+
+
+@njit(cache=True, parallel=True)
+def _projection_backward(view: np.ndarray, fx: float, fy: float, means: np.ndarray, rotations: np.ndarray,
+                         scales: np.ndarray, grads: np.ndarray, grad_means: np.ndarray, grad_rotations: np.ndarray,
+                         grad_scales: np.ndarray) -> None:
+    """The EWA projection's chain rule per Gaussian (see `projection_backward`); float64 throughout.
+
+    With p = W m + t (view: [3, 4] = [W | t]), d = -p_z, J = [[fx/d, 0, fx p_x/d^2],
+    [0, -fy/d, -fy p_y/d^2]], A = J W and e_k = A r_k s_k (r_k the k-th column of the
+    rotation): cov2d = sum_k e_k e_k^T + DILATION_PX2 I, conic = (s11, -s01, s00) / det,
+    (u, v) = (cx + fx p_x/d, cy - fy p_y/d).
+    """
+    for i in prange(len(means)):
+        m0, m1, m2 = means[i, 0], means[i, 1], means[i, 2]
+        px = view[0, 0] * m0 + view[0, 1] * m1 + view[0, 2] * m2 + view[0, 3]
+        py = view[1, 0] * m0 + view[1, 1] * m1 + view[1, 2] * m2 + view[1, 3]
+        d = -(view[2, 0] * m0 + view[2, 1] * m1 + view[2, 2] * m2 + view[2, 3])
+        if not d > NEAR_CM:
+            continue  # culled: the forward drew nothing, the gradients stay zero
+        j00, j02, j11, j12 = fx / d, fx * px / d**2, -fy / d, -fy * py / d**2
+        a = np.empty((2, 3))
+        for c in range(3):
+            a[0, c] = j00 * view[0, c] + j02 * view[2, c]
+            a[1, c] = j11 * view[1, c] + j12 * view[2, c]
+        w = np.empty((2, 3))  # w[:, k] = A r_k
+        s00, s01, s11 = DILATION_PX2, 0.0, DILATION_PX2
+        for k in range(3):
+            for row in range(2):
+                w[row, k] = a[row, 0] * rotations[i, 0, k] + a[row, 1] * rotations[i, 1, k] \
+                    + a[row, 2] * rotations[i, 2, k]
+            e0, e1 = w[0, k] * scales[i, k], w[1, k] * scales[i, k]
+            s00 += e0 * e0
+            s01 += e0 * e1
+            s11 += e1 * e1
+        det = s00 * s11 - s01 * s01
+        ga, gb, gc = grads[i, GRAD_A], grads[i, GRAD_B], grads[i, GRAD_C]
+        q = (ga * s11 - gb * s01 + gc * s00) / det**2
+        g00, g11, g01 = gc / det - q * s11, ga / det - q * s00, (2.0 * q * s01 * det - gb) / det
+        ga_ = np.zeros((2, 3))  # dL/dA
+        for k in range(3):
+            s = scales[i, k]
+            e0, e1 = w[0, k] * s, w[1, k] * s
+            ge0, ge1 = 2.0 * g00 * e0 + g01 * e1, 2.0 * g11 * e1 + g01 * e0
+            grad_scales[i, k] = w[0, k] * ge0 + w[1, k] * ge1
+            for c in range(3):
+                r = rotations[i, c, k]
+                ga_[0, c] += ge0 * r * s
+                ga_[1, c] += ge1 * r * s
+                grad_rotations[i, c, k] = s * (a[0, c] * ge0 + a[1, c] * ge1)
+        # dL/dJ = dL/dA W^T, only the four entries J depends on.
+        gj00 = ga_[0, 0] * view[0, 0] + ga_[0, 1] * view[0, 1] + ga_[0, 2] * view[0, 2]
+        gj02 = ga_[0, 0] * view[2, 0] + ga_[0, 1] * view[2, 1] + ga_[0, 2] * view[2, 2]
+        gj11 = ga_[1, 0] * view[1, 0] + ga_[1, 1] * view[1, 1] + ga_[1, 2] * view[1, 2]
+        gj12 = ga_[1, 0] * view[2, 0] + ga_[1, 1] * view[2, 1] + ga_[1, 2] * view[2, 2]
+        gu, gv = grads[i, GRAD_U], grads[i, GRAD_V]
+        gpx = gj02 * fx / d**2 + gu * fx / d
+        gpy = -gj12 * fy / d**2 - gv * fy / d
+        gd = (-gj00 * fx / d**2 - 2.0 * gj02 * fx * px / d**3 + gj11 * fy / d**2 + 2.0 * gj12 * fy * py / d**3
+              - gu * fx * px / d**2 + gv * fy * py / d**2)
+        gpz = -gd
+        for c in range(3):
+            grad_means[i, c] = view[0, c] * gpx + view[1, c] * gpy + view[2, c] * gpz
+
+
+def projection_backward(camera: Camera, means: np.ndarray, rotations: np.ndarray, scales: np.ndarray,
+                        grads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Carry screen-space gradients back through the EWA projection to 3D.
+
+    Args:
+        means: [N, 3] cm; rotations: [N, 3, 3] (columns = local axes); scales: [N, 3] cm.
+        grads: [N, NUM_GRADS] from `raster_backward` (its u, v, a, b, c columns are used).
+    Returns:
+        float64 dL/d(means) [N, 3], dL/d(rotations) [N, 3, 3], dL/d(scales) [N, 3]; zero for
+        Gaussians behind the near plane. Matches autograd through `render.reference.project`.
+    """
+    n = len(means)
+    grad_means, grad_rotations, grad_scales = np.zeros((n, 3)), np.zeros((n, 3, 3)), np.zeros((n, 3))
+    _projection_backward(camera.world_to_camera[:3].astype(np.float64), float(camera.fx_px), float(camera.fy_px),
+                         np.ascontiguousarray(means, np.float64), np.ascontiguousarray(rotations, np.float64),
+                         np.ascontiguousarray(scales, np.float64), np.ascontiguousarray(grads, np.float64),
+                         grad_means, grad_rotations, grad_scales)
+    return grad_means, grad_rotations, grad_scales

@@ -1,9 +1,10 @@
 """Differentiable rendering on the CPU: the `cpu` backend's forward and backward as one torch op.
 
-The per-pixel work (compositing and its gradients) runs in numba (`render.cpu`,
-`render.cpu_backward`); the per-Gaussian chain from screen space back to 3D (the EWA
-projection, `render.reference.project`) runs in torch autograd, as gsplat splits
-its kernels into projection and rasterization.
+Both halves run in numba, as gsplat splits its kernels into projection and rasterization:
+the per-pixel work (compositing and its gradients, `render.cpu`, `render.cpu_backward`)
+and the per-Gaussian chain from screen space back to 3D through the EWA projection
+(`render.cpu_backward.projection_backward`, checked against autograd through
+`render.reference.project`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import torch
 
 from avatar import Camera
 from render.cpu import CpuRenderer, RasterState
-from render.cpu_backward import GRAD_A, GRAD_B, GRAD_C, GRAD_OPACITY, GRAD_R, GRAD_U, GRAD_V, raster_backward
+from render.cpu_backward import GRAD_OPACITY, GRAD_R, projection_backward, raster_backward
 from render.gaussians import Gaussians
-from render.reference import project
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float32).cpu().numpy()
+
+
+def _numpy_exact(tensor: torch.Tensor) -> np.ndarray:
+    """In the tensor's own precision: the chain runs in float64 when gradients are checked."""
+    return tensor.detach().cpu().numpy()
 
 
 class _Rasterize(torch.autograd.Function):
@@ -39,22 +44,10 @@ class _Rasterize(torch.autograd.Function):
     def backward(ctx, grad_image):
         means, rotations, scales = ctx.saved_tensors
         grads = torch.from_numpy(raster_backward(ctx.state, _numpy(grad_image), ctx.background))
-        needed = [t.requires_grad for t in (means, rotations, scales)]
-        grad_means = grad_rotations = grad_scales = None
-        if any(needed):
-            with torch.enable_grad():
-                # The chain runs in the inputs' precision: float32 when fitting, float64 when checking.
-                leaves = [t.detach().requires_grad_(True) for t in (means, rotations, scales)]
-                m, r, s = leaves
-                covariances = r @ torch.diag_embed(s * s) @ r.transpose(1, 2)
-                projected = project(ctx.camera, m, covariances)
-                g = grads.to(m.dtype)
-                surrogate = (projected.means2d * g[:, [GRAD_U, GRAD_V]]).sum() \
-                    + (projected.conics * g[:, [GRAD_A, GRAD_B, GRAD_C]]).sum()
-                inputs = [leaf for leaf, need in zip(leaves, needed) if need]
-                found = iter(torch.autograd.grad(surrogate, inputs))
-                grad_means, grad_rotations, grad_scales = (
-                    next(found).to(t.dtype) if need else None for t, need in zip((means, rotations, scales), needed))
+        grad_means, grad_rotations, grad_scales = (
+            torch.from_numpy(g).to(t.dtype) if t.requires_grad else None
+            for g, t in zip(projection_backward(ctx.camera, _numpy_exact(means), _numpy_exact(rotations),
+                                                _numpy_exact(scales), grads.numpy()), (means, rotations, scales)))
         dtype = means.dtype
         return (grad_means, grad_rotations, grad_scales, grads[:, GRAD_OPACITY].to(dtype),
                 grads[:, GRAD_R:].to(dtype), None, None, None)
