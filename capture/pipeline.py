@@ -45,13 +45,13 @@ class CaptureOptions:
     tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
     photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`)."""
 
-    iterations: int = 7000
+    iterations: int = 10_000
     train_size_px: int = 512
     num_gaussians: int = 30_000
     max_gaussians: int = 45_000
     holdout: float = 0.2
     seed: int = 0
-    fit_minutes: float | None = 13.0
+    fit_minutes: float | None = 11.5
     refine_frames: bool = True
     track_steps: int = 8
 

@@ -19,9 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("input", type=Path, help="video of the person talking (10-20 s), a photo, or a folder of photos")
     c.add_argument("-o", "--output", type=Path, required=True, help="the .avatar bundle to write")
     c.add_argument("--quick", action="store_true", help="a fast low-resolution fit (~2-3 min)")
-    c.add_argument("--iterations", type=int, help="fitting steps (default 7000; --quick 2500)")
+    c.add_argument("--iterations", type=int, help="fitting steps (default 10000; --quick 2500)")
     c.add_argument("--fit-minutes", type=float,
-                   help="stop fitting after this long even if steps remain (default 13; --quick 1.5; 0: no limit)")
+                   help="stop fitting after this long even if steps remain (default 11.5; --quick 1.5; 0: no limit)")
     c.add_argument("--gaussians", type=int, help="Gaussians to start with (default 30000; --quick 12000)")
     c.add_argument("--size", type=int, help="fitting resolution, longer side in px (default 512; --quick 256)")
     c.add_argument("--holdout", type=float, default=0.2, help="share of the frames held out, from the end; default 0.2")
