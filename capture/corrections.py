@@ -21,6 +21,7 @@ from avatar import NUM_WEIGHTS
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
+PARTS = ("rotation", "translation", "weights")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class FrameCorrections:
     rates: CorrectionRates
 
     def __post_init__(self) -> None:
-        self._first = {name: torch.zeros_like(getattr(self, name)) for name in ("rotation", "translation", "weights")}
+        self._first = {name: torch.zeros_like(getattr(self, name)) for name in PARTS}
         self._second = {name: torch.zeros_like(value) for name, value in self._first.items()}
         self._count = torch.zeros(len(self.rotation), dtype=torch.int64)
 
@@ -58,12 +59,14 @@ class FrameCorrections:
     def __len__(self) -> int:
         return len(self.rotation)
 
+    def _rates(self) -> tuple[float, float, float]:
+        return self.rates.rotation_rad, self.rates.translation_cm, self.rates.weights
+
     def rows(self, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Leaf copies of one frame's (rotation, translation, weights) corrections, tracking gradients
         where their rate is non-zero; pass them, with their gradients filled, to `step`."""
-        rates = (self.rates.rotation_rad, self.rates.translation_cm, self.rates.weights)
-        return tuple(value[frame].clone().requires_grad_(rate > 0)
-                     for value, rate in zip((self.rotation, self.translation, self.weights), rates))
+        return tuple(getattr(self, name)[frame].clone().requires_grad_(rate > 0)
+                     for name, rate in zip(PARTS, self._rates()))
 
     def step(self, frame: int, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
              tracked_weights: torch.Tensor) -> None:
@@ -71,8 +74,7 @@ class FrameCorrections:
         self._count[frame] += 1
         t = int(self._count[frame])
         b1, b2 = BETAS
-        for name, row, rate in zip(("rotation", "translation", "weights"), rows,
-                                   (self.rates.rotation_rad, self.rates.translation_cm, self.rates.weights)):
+        for name, row, rate in zip(PARTS, rows, self._rates()):
             if row.grad is None or rate == 0:
                 continue
             grad = row.grad.detach()
@@ -89,7 +91,7 @@ class FrameCorrections:
 
     def carry(self, source: int, frame: int) -> None:
         """Start `frame` from `source`'s corrections (neighbouring video frames move alike)."""
-        for name in ("rotation", "translation", "weights"):
+        for name in PARTS:
             getattr(self, name)[frame] = getattr(self, name)[source]
 
     def applied(self, weights: np.ndarray, rotations: np.ndarray, translations_cm: np.ndarray

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 from tqdm import tqdm
@@ -39,11 +42,19 @@ def frame_masks(images: np.ndarray, landmarks_px: np.ndarray, source_size: tuple
     """[T, H, W] bool head masks of `images` [T, H, W, 3], from landmarks [T, 478, 2+] in source pixels."""
     h, w = images.shape[1:3]
     small = fit_size(w, h, min(MASK_SIZE_PX, max(w, h)))
+    scale = np.array([small[0] / source_size[0], small[1] / source_size[1]])
     masks = np.empty(images.shape[:3], bool)
-    for k in tqdm(range(len(images)), unit="frame", desc="masking", disable=not progress, leave=False):
+
+    def mask_of(k: int) -> None:
+        cv2.setRNGSeed(k)  # GrabCut's k-means draws from this thread's generator: same frame, same mask
         image = cv2.resize(images[k], small, interpolation=cv2.INTER_AREA) if small != (w, h) else images[k]
-        scale = np.array([small[0] / source_size[0], small[1] / source_size[1]])
         mask = head_mask(image, landmarks_px[k, :, :2] * scale)
         masks[k] = mask if small == (w, h) else \
             cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR) >= 128
+
+    # GrabCut runs on one core and releases the GIL: one frame per core at a time.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for _ in tqdm(pool.map(mask_of, range(len(images))), total=len(images), unit="frame", desc="masking",
+                      disable=not progress, leave=False):
+            pass
     return masks

@@ -58,8 +58,8 @@ class CaptureOptions:
     @classmethod
     def quick(cls) -> "CaptureOptions":
         """A fast, low-resolution fit (~2-3 min)."""
-        return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.5,
-                   track_steps=4)
+        return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.2,
+                   track_steps=3)
 
 
 @dataclass

@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--quick", action="store_true", help="a fast low-resolution fit (~2-3 min)")
     c.add_argument("--iterations", type=int, help="fitting steps (default 10000; --quick 2500)")
     c.add_argument("--fit-minutes", type=float,
-                   help="stop fitting after this long even if steps remain (default 11.5; --quick 1.5; 0: no limit)")
+                   help="stop fitting after this long even if steps remain (default 11.5; --quick 1.2; 0: no limit)")
     c.add_argument("--gaussians", type=int, help="Gaussians to start with (default 30000; --quick 12000)")
     c.add_argument("--size", type=int, help="fitting resolution, longer side in px (default 512; --quick 256)")
     c.add_argument("--holdout", type=float, default=0.2, help="share of the frames held out, from the end; default 0.2")
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("avatar", type=Path, help=".avatar bundle made by avatar capture")
     e.add_argument("video", type=Path, help="video of the same person")
     e.add_argument("--track-steps", type=int,
-                   help="photometric tracking steps per held-out frame (default: the capture's, 8 or --quick 4; "
+                   help="photometric tracking steps per held-out frame (default: the capture's, 8 or --quick 3; "
                         "0: the landmark pose and MediaPipe's weights as they are)")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
