@@ -126,7 +126,7 @@ _REST_DOMINANCE = 1e-3        # a neutral floor where no phone is near, and no 0
 # ahead of where acoustic phone timings put it (articulators move before the sound
 # they shape comes out). The blended mouth shapes are shown this much early; the
 # bilabial closures stay on the acoustic timing, as the closure is part of the phone.
-VISUAL_LEAD_S = 0.08
+VISUAL_LEAD_S = 0.04
 # Bilabial closure: lips shut over the central 70% of the phone, with raised-cosine
 # ramps long enough that a frame at 60 fps moves a weight by < 0.5.
 _CLOSURE_HALF = 0.35

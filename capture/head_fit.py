@@ -283,7 +283,6 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
             if group["name"] in ANNEALED:
                 group["lr"] = LEARNING_RATES[group["name"]] * ANNEAL_TO ** progress
         f = int(rng.integers(len(frames)))
-        tracked = torch.from_numpy(frames.weights[f])
         refining = corrections is not None and progress >= refine_from
         rows = corrections.rows(f) if refining else None
         weights, rotation, translation = posed(frames, f, corrections, rows)
@@ -296,7 +295,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         loss.backward()
         optimizer.step()
         if rows is not None:
-            corrections.step(f, rows, tracked)
+            corrections.step(f, rows, torch.from_numpy(frames.weights[f]))
         with torch.no_grad():
             model.colors.clamp_(0, 1)
         log.loss.append(float(loss.detach()))

@@ -21,6 +21,7 @@ from capture.corrections import FrameCorrections
 from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
+from capture.frame_refinement import REFINE_STEPS
 from capture.frames import decode_frames, fit_size, frame_masks
 from capture.head_fit import FitFrames, FitLog, HeadModel, fit_head, initial_head
 from capture.media import MediaSource, open_media
@@ -41,7 +42,7 @@ MAX_TRAIN_FRAMES = 600     # decoded for fitting (20 s at 30 fps); longer videos
 class CaptureOptions:
     """How hard to fit. The defaults aim at quality within 15 min for 20 s of 512x512 video on 2 cores:
     fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
-    fills more of the frame costs more per step). `refine_frames` refines the training frames'
+    fills more of the frame costs more per step). `refine_poses` refines the training frames'
     tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
     photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`)."""
 
@@ -52,8 +53,8 @@ class CaptureOptions:
     holdout: float = 0.2
     seed: int = 0
     fit_minutes: float | None = 11.5
-    refine_frames: bool = True
-    track_steps: int = 8
+    refine_poses: bool = True
+    track_steps: int = REFINE_STEPS
 
     @classmethod
     def quick(cls) -> "CaptureOptions":
@@ -179,7 +180,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                                   load_canonical_mesh().triangles)
         rest = int(np.argmin(frames.weights.sum(1)))
         model = HeadModel(initial_head(scaffold, frames, rest, options.num_gaussians, options.seed))
-        corrections = FrameCorrections.zeros(len(frames)) if options.refine_frames else None
+        corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
 
     def save_checkpoint(step: int) -> None:
         if checkpoint is None:
