@@ -2,21 +2,19 @@
 
 Decoding (`open_media`), face tracking (`track_media`, `FaceLandmarker`), the
 canonical face mesh and its landmark groups, temporal smoothing, and previews.
-The capture pipeline (`capture`, `CaptureOptions`; the face fit, head masks, scaffold,
-Gaussian fitting, self-reenactment scores and the nerfstudio export) needs torch and
-is loaded on first use, so that tracking alone does not import it.
+Decoding and tracking (PyAV, MediaPipe) and the capture pipeline (`capture`,
+`CaptureOptions`; the face fit, head masks, scaffold, Gaussian fitting, self-reenactment
+scores and the nerfstudio export; torch) are loaded on first use, so that tracking alone
+does not import torch and fitting alone (`capture.head_fit`, on a GPU machine, say) needs
+neither PyAV nor MediaPipe.
 """
 
 from capture.expression_basis import generic_expression_basis
 from capture.face_mesh import LANDMARK_GROUPS, CanonicalFaceMesh, load_canonical_mesh, mesh_edges
 from capture.face_model import FACE_MODEL_SHA256, cache_dir, fetch_face_model, resolve_face_model
 from capture.jitter import jitter_px, stillest_window
-from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, Detection, FaceLandmarker
-from capture.media import Frame, MediaSource, open_media
 from capture.photo_head import head_from_photo, person_mesh
-from capture.preview import draw_mesh, face_closeup, write_preview
 from capture.smoothing import OneEuroParams, TrackSmoothing, fill_gaps, one_euro, smooth_track
-from capture.tracking import TrackingStats, track_image, track_media
 
 __all__ = [
     "generic_expression_basis", "head_from_photo", "person_mesh",
@@ -33,6 +31,11 @@ __all__ = [
 ]
 
 _LAZY = {
+    "MEDIAPIPE_VERTICAL_FOV_DEG": "capture.landmarker", "Detection": "capture.landmarker",
+    "FaceLandmarker": "capture.landmarker", "Frame": "capture.media", "MediaSource": "capture.media",
+    "open_media": "capture.media", "draw_mesh": "capture.preview", "face_closeup": "capture.preview",
+    "write_preview": "capture.preview", "TrackingStats": "capture.tracking", "track_image": "capture.tracking",
+    "track_media": "capture.tracking",
     "CaptureOptions": "capture.pipeline", "capture": "capture.pipeline", "prepare": "capture.pipeline",
     "FaceFit": "capture.face_fit", "fit_face": "capture.face_fit", "head_mask": "capture.masks",
     "build_scaffold": "capture.scaffold", "HeadModel": "capture.head_fit", "fit_head": "capture.head_fit",

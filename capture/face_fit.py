@@ -52,11 +52,11 @@ def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
     """[..., 3] axis-angle -> [..., 3, 3] (Rodrigues, smooth at 0)."""
     theta2 = (rotvec * rotvec).sum(-1, keepdim=True)[..., None]
     theta = torch.sqrt(theta2 + 1e-12)
-    k = torch.zeros(*rotvec.shape[:-1], 3, 3, dtype=rotvec.dtype)
+    k = torch.zeros(*rotvec.shape[:-1], 3, 3, dtype=rotvec.dtype, device=rotvec.device)
     x, y, z = rotvec.unbind(-1)
     k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -z, y, -x
     k = k - k.transpose(-1, -2)
-    eye = torch.eye(3, dtype=rotvec.dtype).expand_as(k)
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device).expand_as(k)
     return eye + torch.sin(theta) / theta * k + (1 - torch.cos(theta)) / (theta2 + 1e-12) * (k @ k)
 
 

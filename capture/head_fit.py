@@ -23,8 +23,7 @@ from capture.corrections import FrameCorrections
 from capture.face_fit import axis_angle_to_matrix
 from capture.scaffold import ScaffoldMesh
 from render import GaussianHead
-from render.cpu import CpuRenderer
-from render.differentiable import rasterize_cpu
+from render.differentiable import rasterizer_for
 from render.head import triangle_frames
 
 BACKGROUND = (1.0, 1.0, 1.0)
@@ -133,12 +132,13 @@ class HeadModel(torch.nn.Module):
         return means, rotations, scales, torch.sigmoid(self.opacity_logits), self.colors
 
     def to_head(self) -> GaussianHead:
-        """The fitted GaussianHead (colours clipped to [0, 1])."""
-        arrays = {name: getattr(self, name).detach().numpy().copy() for name in self.PARAMETERS}
+        """The fitted GaussianHead (colours clipped to [0, 1]), on the CPU whatever the model's device."""
+        arrays = {name: getattr(self, name).detach().cpu().numpy().copy() for name in self.PARAMETERS}
         arrays["colors"] = np.clip(arrays["colors"], 0, 1)
-        return GaussianHead(neutral_vertices_cm=self.vertices.numpy(),
-                            vertex_deltas_cm=self.vertex_deltas.numpy().reshape(NUM_WEIGHTS, -1, 3),
-                            triangles=self.triangles.numpy(), triangle_ids=self.triangle_ids.numpy(), **arrays)
+        return GaussianHead(neutral_vertices_cm=self.vertices.cpu().numpy(),
+                            vertex_deltas_cm=self.vertex_deltas.cpu().numpy().reshape(NUM_WEIGHTS, -1, 3),
+                            triangles=self.triangles.cpu().numpy(), triangle_ids=self.triangle_ids.cpu().numpy(),
+                            **arrays)
 
 
 def initial_head(scaffold: ScaffoldMesh, frames: FitFrames, rest: int, num_gaussians: int,
@@ -197,7 +197,7 @@ def _initial_colors(points_cm: np.ndarray, frames: FitFrames, rest: int) -> np.n
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM of two [H, W, C] images in [0, 1] (Gaussian window, as in 3DGS)."""
     x, y = a.permute(2, 0, 1), b.permute(2, 0, 1)
-    g = torch.exp(-((torch.arange(window, dtype=a.dtype) - window // 2) ** 2) / (2 * sigma**2))
+    g = torch.exp(-((torch.arange(window, dtype=a.dtype, device=a.device) - window // 2) ** 2) / (2 * sigma**2))
     g = g / g.sum()
     # The five blurred maps in one separable, grouped convolution: one call costs about what each did.
     stack = torch.cat([x, y, x * x, y * y, x * y])[None]
@@ -211,20 +211,23 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return (((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
 
 
-def frame_loss(image: torch.Tensor, frame: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
+               box: tuple[slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
     """How far a render is from a frame, and the mean squared error inside the mask (for PSNR).
 
     Args:
-        image: [H, W, 4] rendered RGBA over `BACKGROUND`; frame: [H, W, 3] uint8; mask: [H, W] bool.
+        image: [H, W, 4] rendered RGBA over `BACKGROUND`; frame: [H, W, 3] uint8; mask: [H, W] bool
+            (arrays, or tensors already on the image's device).
         box: the head's rows and columns (`head_box`): the colour terms, L1 and D-SSIM against
             the frame matted to the background, use only them (the SSIM window to spare); alpha
             is compared with the mask on the whole frame.
     """
     rows, cols = box
-    matte = torch.from_numpy(mask).float()[..., None]
+    device = image.device
+    matte = torch.as_tensor(mask, device=device).float()[..., None]
     crop = matte[rows, cols]
-    target = torch.from_numpy(frame[rows, cols]).float() / 255 * crop + torch.tensor(BACKGROUND) * (1 - crop)
+    target = torch.as_tensor(frame[rows, cols], device=device).float() / 255 * crop \
+        + torch.tensor(BACKGROUND, device=device) * (1 - crop)
     rgb = image[rows, cols, :3]
     loss = (1 - SSIM_WEIGHT) * (rgb - target).abs().mean() + SSIM_WEIGHT * (1 - ssim(rgb, target)) \
         + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
@@ -267,12 +270,18 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     ([len(frames)] rows), from progress `refine_from` on (when the head is roughly in place) each
     step also moves the rendered frame's pose and weights corrections. `on_step(step, log)` is
     called after each step (progress, checkpoints).
+
+    The fit runs on the model's device: the `cpu` backend there, gsplat on a CUDA device (the
+    frames are copied to it once; the corrections stay on the CPU).
     """
     log = log if log is not None else FitLog()
     rng = np.random.default_rng(seed + start)
-    renderer = CpuRenderer()
+    device = model.local_positions.device
+    rasterize = rasterizer_for(device)
+    images, masks = (frames.images, frames.masks) if device.type == "cpu" else \
+        (torch.from_numpy(frames.images).to(device), torch.from_numpy(frames.masks).to(device))
     optimizer = _optimizer(model)
-    grad_sum = torch.zeros(len(model))
+    grad_sum = torch.zeros(len(model), device=device)
     grad_count = 0
     began = time.perf_counter()
     box = [head_box(m) for m in frames.masks]
@@ -285,11 +294,11 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         f = int(rng.integers(len(frames)))
         refining = corrections is not None and progress >= refine_from
         rows = corrections.rows(f) if refining else None
-        weights, rotation, translation = posed(frames, f, corrections, rows)
+        weights, rotation, translation = (t.to(device) for t in posed(frames, f, corrections, rows))
         means, rotations, scales, opacities, colors = model(weights, rotation, translation)
         means.retain_grad()
-        image = rasterize_cpu(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND, renderer)
-        loss, mse = frame_loss(image, frames.images[f], frames.masks[f], box[f])
+        image = rasterize(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND)
+        loss, mse = frame_loss(image, images[f], masks[f], box[f])
         loss = loss + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -305,7 +314,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         if progress < densify_until and (step + 1) % densify_every == 0:
             _densify_and_prune(model, grad_sum / grad_count, max_gaussians, rng)
             optimizer = _optimizer(model)
-            grad_sum, grad_count = torch.zeros(len(model)), 0
+            grad_sum, grad_count = torch.zeros(len(model), device=device), 0
             log.gaussians.append((step + 1, len(model)))
         if on_step is not None:
             on_step(step, log)
@@ -330,18 +339,21 @@ def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int,
     one larger than the median (in cm) is split in two that shrink by 1.6 and sit where the
     original's density puts them, a smaller one is cloned nearby, its copy shrunk by 1.25."""
     with torch.no_grad():
+        device = grad.device
         keep = torch.sigmoid(model.opacity_logits) >= 0.02
         kept = torch.nonzero(keep)[:, 0]
         room = max(0, max_gaussians - len(kept))
         count = min(room, int(0.05 * len(model)), len(kept))
-        chosen = torch.topk(torch.where(keep, grad, -1.0), count).indices if count else torch.zeros(0, dtype=torch.long)
+        chosen = torch.topk(torch.where(keep, grad, -1.0), count).indices if count else \
+            torch.zeros(0, dtype=torch.long, device=device)
         size_cm = _triangle_frames(model.vertices, model.triangles)[2][model.triangle_ids] \
             * torch.exp(model.log_scales).amax(dim=1)
-        split = size_cm[chosen] > size_cm[kept].median() if count else torch.zeros(0, dtype=torch.bool)
+        split = size_cm[chosen] > size_cm[kept].median() if count else \
+            torch.zeros(0, dtype=torch.bool, device=device)
         originals = torch.searchsorted(kept, chosen)  # where each chosen one sits among the kept
         order = torch.cat([kept, chosen])
         # Offsets in the triangle's frame, in triangle scales (the units of local_positions).
-        noise = torch.from_numpy(rng.standard_normal((count, 3)).astype(np.float32))
+        noise = torch.from_numpy(rng.standard_normal((count, 3)).astype(np.float32)).to(device)
         along_axes = quaternions_to_matrices(model.local_quaternions[chosen]) \
             @ (torch.exp(model.log_scales[chosen]) * noise)[:, :, None]
         offsets = torch.where(split[:, None], along_axes[:, :, 0], 0.1 * noise)

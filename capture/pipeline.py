@@ -21,14 +21,14 @@ from capture.corrections import FrameCorrections
 from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
-from capture.frame_refinement import REFINE_STEPS
 from capture.frames import decode_frames, fit_size, frame_masks
-from capture.head_fit import FitFrames, FitLog, HeadModel, fit_head, initial_head
+from capture.fitting import CaptureOptions, fit_gaussians, starting_head
+from capture.head_fit import FitFrames, FitLog, HeadModel
 from capture.media import MediaSource, open_media
 from capture.reenactment import Reenactment, evaluate_reenactment
-from capture.scaffold import build_scaffold
 from capture.tracking import TrackingStats, track_media
 from render import GaussianHead
+from render.cuda import fitting_device
 
 MIN_FOUND = 0.5            # share of frames with a face
 MAX_SEVERAL_FACES = 0.2    # share of face frames with more than one face
@@ -36,31 +36,6 @@ MIN_SECONDS = 3.0          # of video with a face
 MIN_BRIGHTNESS = 0.12      # mean of the head's pixels, 0..1
 CHECKPOINT_EVERY = 500
 MAX_TRAIN_FRAMES = 600     # decoded for fitting (20 s at 30 fps); longer videos are subsampled
-
-
-@dataclass(frozen=True)
-class CaptureOptions:
-    """How hard to fit. The defaults aim at quality within 15 min for 20 s of 512x512 video on 2 cores:
-    fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
-    fills more of the frame costs more per step). `refine_poses` refines the training frames'
-    tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
-    photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`)."""
-
-    iterations: int = 10_000
-    train_size_px: int = 512
-    num_gaussians: int = 30_000
-    max_gaussians: int = 45_000
-    holdout: float = 0.2
-    seed: int = 0
-    fit_minutes: float | None = 11.5
-    refine_poses: bool = True
-    track_steps: int = REFINE_STEPS
-
-    @classmethod
-    def quick(cls) -> "CaptureOptions":
-        """A fast, low-resolution fit (~2-3 min)."""
-        return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.2,
-                   track_steps=3)
 
 
 @dataclass
@@ -153,6 +128,8 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     """The whole capture; `checkpoint` is written every CHECKPOINT_EVERY steps and at the end,
     and with `resume` the fit goes on from it (to `options.iterations`, which may be larger)."""
     timings: dict[str, float] = {}
+    device = fitting_device(options.device)
+    options = replace(options, device=device.type)
     clock = time.perf_counter()
     info = prepare(path, options.holdout, progress)
     timings["track_and_face_s"] = time.perf_counter() - clock
@@ -166,7 +143,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
         try:
             state = torch.load(checkpoint, weights_only=False)
             saved_frames, saved_size = state["source_frames"], state["train_size_px"]
-            model, start, fit_log = HeadModel(state["head"]), state["step"], state["log"]
+            model, start, fit_log = HeadModel(state["head"]).to(device), state["step"], state["log"]
             corrections = FrameCorrections.from_state(state["corrections"]) if state.get("corrections") else None
         except Exception as exc:  # a truncated or foreign file: pickle, zip and key errors alike
             raise InputError(f"the checkpoint {checkpoint} is unreadable ({type(exc).__name__}): delete it, or run "
@@ -176,10 +153,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                              "without --resume")
         options = replace(options, iterations=max(options.iterations, start))
     else:
-        scaffold = build_scaffold(info.face.neutral_vertices_cm, info.face.vertex_deltas_cm,
-                                  load_canonical_mesh().triangles)
-        rest = int(np.argmin(frames.weights.sum(1)))
-        model = HeadModel(initial_head(scaffold, frames, rest, options.num_gaussians, options.seed))
+        model = HeadModel(starting_head(info.face, frames, options)).to(device)
         corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
 
     def save_checkpoint(step: int) -> None:
@@ -201,9 +175,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
             if (step + 1) % CHECKPOINT_EVERY == 0:
                 save_checkpoint(step + 1)
 
-        fit_head(model, frames, options.iterations, start=start, log=fit_log, max_gaussians=options.max_gaussians,
-                 seed=options.seed, on_step=on_step, corrections=corrections,
-                 max_seconds=options.fit_minutes * 60 if options.fit_minutes else None)
+        fit_gaussians(model, frames, options, corrections, start=start, log=fit_log, on_step=on_step)
     save_checkpoint(len(fit_log.loss))
     timings["fit_s"] = time.perf_counter() - clock
     clock = time.perf_counter()

@@ -9,6 +9,9 @@ and the per-Gaussian chain from screen space back to 3D through the EWA projecti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -67,3 +70,17 @@ def rasterize_cpu(camera: Camera, means: torch.Tensor, rotations: torch.Tensor, 
     """
     return _Rasterize.apply(means, rotations, scales, opacities, colors, camera, tuple(float(b) for b in background),
                             renderer if renderer is not None else CpuRenderer())
+
+
+Rasterize = Callable[..., torch.Tensor]
+"""(camera, means, rotations, scales, opacities, colors, background) -> [H, W, 4], as `rasterize_cpu`."""
+
+
+def rasterizer_for(device: torch.device | str) -> Rasterize:
+    """The differentiable rasterizer for tensors on `device`: the `cpu` backend with buffers of
+    its own (one per fit: they are reused frame to frame), or gsplat's kernels on a CUDA device."""
+    if torch.device(device).type == "cuda":
+        from render.cuda import rasterize_cuda
+
+        return rasterize_cuda
+    return partial(rasterize_cpu, renderer=CpuRenderer())

@@ -175,6 +175,18 @@ def test_bad_options_and_a_broken_checkpoint_are_one_line(captured, video, tmp_p
     assert "checkpoint" in err and "unreadable" in err and "Traceback" not in err and not broken.exists()
 
 
+def test_fitting_on_cuda_without_one_is_one_line(video, tmp_path, capsys):
+    from render.cuda import cuda_unavailable_reason
+
+    if cuda_unavailable_reason() is None:
+        pytest.skip("the cuda backend can run here")
+    out = tmp_path / "x.avatar"
+    assert main(["capture", str(video), "-o", str(out), "--device", "cuda", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("avatar capture: error: cannot fit on CUDA:") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_long_videos_are_subsampled_for_fitting(video):
     from capture.pipeline import prepare, training_frames
 

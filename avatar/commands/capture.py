@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "capture", help="fit a person's Gaussian head from a video (or a photo)",
         description="Tracks the face, fits the person's face mesh and expression basis, masks the head, places "
                     "Gaussians on the face and a scaffold (skull and hair, mouth interior) and fits them with the "
-                    "cpu backend's backward pass. The last --holdout of the frames is never fitted to: the report "
+                    "cpu backend's backward pass, or gsplat's kernels on a CUDA GPU. The last --holdout of the frames is never fitted to: the report "
                     "(NAME.report/: holdout.png, curves.png, metrics.json) scores them. A checkpoint "
                     "(NAME.avatar.ckpt) lets --resume go on, also with more --iterations later.")
     c.add_argument("input", type=Path, help="video of the person talking (10-20 s), a photo, or a folder of photos")
@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--gaussians", type=int, help="Gaussians to start with (default 30000; --quick 12000)")
     c.add_argument("--size", type=int, help="fitting resolution, longer side in px (default 512; --quick 256)")
     c.add_argument("--holdout", type=float, default=0.2, help="share of the frames held out, from the end; default 0.2")
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to fit the Gaussians: cuda needs a GPU and gsplat; default auto (cuda when it can)")
     c.add_argument("--resume", action="store_true", help="go on from the checkpoint next to the output")
     c.add_argument("--no-speech-tuning", action="store_true",
                    help="keep the shipped speech model instead of tuning it on the video's own speech")
@@ -73,7 +75,7 @@ def run_capture(args: argparse.Namespace) -> int:
     torch.set_num_threads(2)
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     overrides = {"iterations": args.iterations, "num_gaussians": args.gaussians, "train_size_px": args.size}
-    options = dataclasses.replace(options, holdout=args.holdout, seed=args.seed,
+    options = dataclasses.replace(options, holdout=args.holdout, seed=args.seed, device=args.device,
                                   **{k: v for k, v in overrides.items() if v is not None})
     if args.fit_minutes is not None:
         options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
