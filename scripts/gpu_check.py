@@ -10,7 +10,7 @@ fitting problem itself, the same arrays `avatar capture` hands to `fit_head`:
     python scripts/gpu_check.py run DIR OUT [--bench-steps N] [--skip-bench] [--presets ...] [--fit-minutes M] [--iterations N]
         (GPU machine) steps/s of the cpu and cuda backends on the bench problems, then V's two
         fits on CUDA with the presets' step counts (no time limit unless M); the fitted heads go to OUT.
-    python scripts/gpu_check.py score DIR OUT [--video V]
+    python scripts/gpu_check.py score DIR OUT [--video V] [--sheets FOLDER]
         (here) the held-out PSNR/SSIM of OUT's heads, scored as `avatar capture` scores.
 """
 
@@ -155,13 +155,16 @@ def run(args: argparse.Namespace) -> None:
 def score(args: argparse.Namespace) -> None:
     from capture.pipeline import prepare as prepare_capture
     from capture.reenactment import evaluate_reenactment
+    from capture.report import write_sheet
 
-    info = prepare_capture(args.video)
+    info = prepare_capture(args.video, progress=False)
     for preset in (p for p in PRESETS if (args.out / f"{p}_head.npz").exists()):
         head = _load_head(args.out, preset)
         r = evaluate_reenactment(head, info.source, info.track, info.face, info.holdout, info.train,
-                                 refine_steps=_options(preset).track_steps, progress=True)
-        print(json.dumps({"preset": preset, **r.summary(), "gaussians": len(head)}))
+                                 refine_steps=_options(preset).track_steps)
+        if args.sheets:
+            write_sheet(args.sheets / f"{preset}_holdout.png", r)
+        print(json.dumps({"preset": preset, **r.summary(), "gaussians": len(head)}), flush=True)
 
 
 def main() -> None:
@@ -184,6 +187,7 @@ def main() -> None:
     s.add_argument("dir", type=Path)
     s.add_argument("out", type=Path)
     s.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    s.add_argument("--sheets", type=Path, help="write each head's held-out sheet (truth | render | error) here")
     s.set_defaults(run=score)
     args = parser.parse_args()
     args.run(args)
