@@ -14,7 +14,7 @@ from avatar import Camera, FaceState, OutputError, Track, index_of
 from capture import generic_expression_basis, load_canonical_mesh
 from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
-from capture.head_fit import FitFrames, HeadModel, _densify_and_prune, fit_head, ssim
+from capture.head_fit import FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, ssim
 from capture.masks import head_mask
 from capture.metrics import align_by_landmarks, masked_psnr, nearest_training_frame
 from capture.scaffold import ScaffoldMesh, build_scaffold
@@ -132,15 +132,20 @@ def _frames_of(head, count: int = 6, size: int = 64) -> FitFrames:
     return FitFrames(np.stack(images), np.stack(masks), camera, weights, rotations, translations)
 
 
-def test_fitting_brings_a_perturbed_head_back_to_its_frames():
+def fit_perturbed_head(device: str = "cpu", **options) -> tuple[FitLog, HeadModel]:
+    """150 fitting steps on `device` from a grey copy of a head to six frames rendered from it."""
     head = small_head(400, with_deltas=False)
     head.opacity_logits[:] = 3.0
     frames = _frames_of(head)
     start = small_head(400, with_deltas=False)
     start.opacity_logits[:] = 3.0
     start.colors[:] = 0.5
-    model = HeadModel(start)
-    log = fit_head(model, frames, 150, densify_every=10**6)
+    model = HeadModel(start).to(device)
+    return fit_head(model, frames, 150, **options), model
+
+
+def test_fitting_brings_a_perturbed_head_back_to_its_frames():
+    log, _ = fit_perturbed_head(densify_every=10**6)
     assert np.mean(log.psnr[-10:]) > np.mean(log.psnr[:10]) + 6
 
 

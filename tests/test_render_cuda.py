@@ -12,14 +12,12 @@ import torch
 
 from avatar import InputError
 from capture.corrections import FrameCorrections
-from capture.head_fit import HeadModel, fit_head
 from render.cuda import covariances, cuda_unavailable_reason, fitting_device, gsplat_camera
 from render.differentiable import rasterize_cpu
 from render.gaussians import DILATION_PX2, NEAR_CM
 from render.reference import project, render_reference
 from render.scenes import hard_scenes, head_like_scene
-from tests.test_capture_fit import _frames_of
-from tests.test_head import small_head
+from tests.test_capture_fit import fit_perturbed_head
 
 REASON = cuda_unavailable_reason()
 needs_cuda = pytest.mark.skipif(REASON is not None, reason=f"the cuda backend cannot run here: {REASON}")
@@ -108,14 +106,8 @@ def test_cuda_gradients_match_the_cpu_backend(name):
 
 @needs_cuda
 def test_fitting_on_cuda_brings_a_perturbed_head_back_to_its_frames():
-    head = small_head(400, with_deltas=False)
-    head.opacity_logits[:] = 3.0
-    frames = _frames_of(head)
-    start = small_head(400, with_deltas=False)
-    start.opacity_logits[:] = 3.0
-    start.colors[:] = 0.5
-    model = HeadModel(start).to("cuda")
-    log = fit_head(model, frames, 150, densify_every=50, densify_until=0.5,
-                   corrections=FrameCorrections.zeros(len(frames)))
+    log, model = fit_perturbed_head("cuda", densify_every=50, densify_until=0.5,
+                                    corrections=FrameCorrections.zeros(6))
     assert np.mean(log.psnr[-10:]) > np.mean(log.psnr[:10]) + 6
+    assert len(log.gaussians) == 1 and model.to_head().colors.shape == (len(model), 3)
     assert len(log.gaussians) == 1 and model.to_head().colors.shape == (len(model), 3)
