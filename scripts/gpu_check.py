@@ -7,12 +7,16 @@ fitting problem itself, the same arrays `avatar capture` hands to `fit_head`:
         (here) the sample photo's `avatar bench fit` problem at 256 and 512 px, and video V's
         training frames (JPEG, quality 95) with its starting head at the --quick (256 px) and
         default (512 px) settings.
-    python scripts/gpu_check.py run DIR OUT [--bench-steps N] [--skip-bench] [--presets ...] [--fit-minutes M] [--iterations N]
-        (GPU machine) steps/s of the cpu and cuda backends on the bench problems, then V's two
-        fits on CUDA with the presets' step counts (no time limit unless M); the fitted heads go to OUT.
+    python scripts/gpu_check.py run DIR OUT [--bench-steps N] [--skip-bench] [--presets P ...]
+                                            [--fit-minutes M] [--iterations N] [--max-gaussians G]
+        (GPU machine) steps/s of the cpu and cuda backends on the bench problems, then V's
+        fits on CUDA with the presets' settings (no time limit unless M); the fitted heads go to OUT.
     python scripts/gpu_check.py score DIR OUT [--video V] [--sheets FOLDER]
         (here) the held-out PSNR/SSIM of OUT's heads, scored as `avatar capture` scores.
-"""
+
+On the GPU machine of 2026-11-26 (torch 2.11 + CUDA 13, no registry), gsplat went over as
+its wheel, installed with `pip install --no-index --no-deps --target /tmp/site`, and built
+its kernels on first import with MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 (60 s)."""
 
 from __future__ import annotations
 
@@ -140,6 +144,8 @@ def run(args: argparse.Namespace) -> None:
         options = dataclasses.replace(_options(preset), fit_minutes=args.fit_minutes)
         if args.iterations:
             options = dataclasses.replace(options, iterations=args.iterations)
+        if args.max_gaussians:
+            options = dataclasses.replace(options, max_gaussians=args.max_gaussians)
         model = HeadModel(head).to("cuda")
         corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
         log = fit_gaussians(model, frames, options, corrections)
@@ -182,6 +188,7 @@ def main() -> None:
     r.add_argument("--presets", nargs="*", choices=PRESETS, default=list(PRESETS))
     r.add_argument("--fit-minutes", type=float, help="cap each fit (default: the presets' steps, no time limit)")
     r.add_argument("--iterations", type=int, help="fitting steps instead of the presets'")
+    r.add_argument("--max-gaussians", type=int, help="Gaussian budget instead of the presets'")
     r.set_defaults(run=run)
     s = steps.add_parser("score")
     s.add_argument("dir", type=Path)
