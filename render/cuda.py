@@ -50,6 +50,8 @@ def cuda_unavailable_reason() -> str | None:
         from gsplat.cuda._backend import _C
     except ImportError:
         return "gsplat is not installed: pip install 'gsplat==1.5.3' (it needs CUDA's nvcc to build its kernels)"
+    except Exception as exc:  # its first import compiles: a compiler error surfaces here
+        return f"gsplat failed to build its CUDA kernels ({type(exc).__name__}): see its log, or use --device cpu"
     if _C is None:
         return "gsplat could not build its CUDA kernels (is nvcc on the PATH, or CUDA_HOME set?): use --device cpu"
     return None

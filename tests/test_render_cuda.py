@@ -66,6 +66,29 @@ def test_fitting_device_says_why_cuda_cannot_run():
             fitting_device("cuda")
 
 
+def test_each_reason_the_cuda_backend_cannot_run_is_one_line(monkeypatch, caplog):
+    import sys
+    import types
+
+    class Unbuildable(types.ModuleType):
+        def __getattr__(self, name):
+            raise RuntimeError("nvcc failed")  # what gsplat's first import raises when its build fails
+
+    pytest.importorskip("gsplat", reason="gsplat is not installed")  # the parent packages must import
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "gsplat.cuda._backend", None)
+    assert cuda_unavailable_reason().startswith("gsplat is not installed")
+    unbuilt = types.ModuleType("gsplat.cuda._backend")
+    unbuilt._C = None
+    monkeypatch.setitem(sys.modules, "gsplat.cuda._backend", unbuilt)
+    assert cuda_unavailable_reason().startswith("gsplat could not build its CUDA kernels")
+    monkeypatch.setitem(sys.modules, "gsplat.cuda._backend", Unbuildable("gsplat.cuda._backend"))
+    assert cuda_unavailable_reason().startswith("gsplat failed to build its CUDA kernels (RuntimeError)")
+    with pytest.raises(InputError, match="^cannot fit on CUDA: gsplat failed"):
+        fitting_device("cuda")
+    assert fitting_device("auto").type == "cpu" and "fitting on the CPU although a GPU is visible" in caplog.text
+
+
 @needs_cuda
 @pytest.mark.parametrize("name", IN_VIEW)
 def test_cuda_renders_as_the_reference(name):
