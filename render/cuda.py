@@ -1,15 +1,17 @@
 """The `cuda` backend for fitting: gsplat's kernels as a differentiable torch op.
 
-gsplat (nerfstudio's CUDA rasterizer) implements the same splatting equations as
-`render.gaussians` with two constants of its own: alpha is capped at 0.999 instead of
-`MAX_ALPHA` (0.99), and its near plane is given here as `NEAR_CM`. The screen-space
-dilation is `DILATION_PX2` (gsplat's `eps2d`) and pixel centres are at (i + 0.5, j + 0.5)
-in both. gsplat's cameras are OpenCV's (y down, looking down +z); `gsplat_camera` turns
-one of ours (y up, looking down -z) into its view matrix and intrinsics.
+gsplat (nerfstudio's CUDA rasterizer) implements the splatting equations of
+`render.gaussians` with two differences: alpha is capped at 0.999 instead of `MAX_ALPHA`
+(0.99), and the EWA Jacobian is evaluated with the view direction clamped to 1.3x the
+field of view (as the 3DGS reference code does), which changes Gaussians off the edge of
+the image only. The near plane (`NEAR_CM`) and the screen-space dilation (`DILATION_PX2`,
+gsplat's `eps2d`) are passed as ours; the 1/255 alpha floor, the 1e-4 transmittance stop
+and the pixel centres at (i + 0.5, j + 0.5) are the same. gsplat's cameras are OpenCV's
+(y down, looking down +z); `gsplat_camera` turns one of ours (y up, looking down -z) into
+its view matrix and intrinsics.
 
 gsplat compiles its kernels the first time it is imported on a machine with CUDA
-(a few minutes; cached under ~/.cache/torch_extensions).
-"""
+(60 s on a 16-core H200 machine; cached under ~/.cache/torch_extensions)."""
 
 from __future__ import annotations
 
