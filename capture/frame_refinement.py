@@ -16,8 +16,7 @@ from avatar import Camera
 from capture.corrections import CorrectionRates, FrameCorrections
 from capture.head_fit import BACKGROUND, FitFrames, HeadModel, frame_loss, head_box, posed
 from render import GaussianHead
-from render.cpu import CpuRenderer
-from render.differentiable import rasterize_cpu
+from render.differentiable import rasterizer_for
 
 REFINE_STEPS = 8
 REFINE_RATES = CorrectionRates(rotation_rad=2e-3, translation_cm=2e-2, weights=1e-2, weights_prior=1e-3)
@@ -39,14 +38,14 @@ def refine_frames(head: GaussianHead, camera: Camera, images: np.ndarray, masks:
     frames = FitFrames(images, masks, camera, weights.astype(np.float32), rotations.astype(np.float32),
                        translations_cm.astype(np.float32))
     corrections = FrameCorrections.zeros(len(frames), rates)
-    renderer = CpuRenderer()
+    rasterize = rasterizer_for("cpu")
     for f in tqdm(range(len(frames)), unit="frame", desc="tracking", disable=not progress, leave=False):
         if f:
             corrections.carry(f - 1, f)
         box = head_box(masks[f])
         for _ in range(steps):
             rows = corrections.rows(f)
-            image = rasterize_cpu(camera, *model(*posed(frames, f, corrections, rows)), BACKGROUND, renderer)
+            image = rasterize(camera, *model(*posed(frames, f, corrections, rows)), BACKGROUND)
             loss, _ = frame_loss(image, images[f], masks[f], box)
             loss.backward()
             corrections.step(f, rows, torch.from_numpy(frames.weights[f]))
