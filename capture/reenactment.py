@@ -19,7 +19,8 @@ from render import GaussianHead
 from render.cpu import CpuRenderer
 
 EVAL_SIZE_PX = 512
-SHEET_ROWS = 4
+SHEET_ROWS = 4        # evenly spaced held-out frames on the report's sheet
+SHEET_WORST_ROWS = 2  # and the worst-scoring others (a bad mask or a lost track shows there)
 # Scores skip this band (px, at the evaluation size) inside the mask's edge: GrabCut's boundary
 # wanders by a pixel or two from frame to frame, and neither an avatar nor a retrieved frame can
 # follow it there. Avatar and baseline are scored on the same pixels.
@@ -30,7 +31,9 @@ EDGE_PX = 3
 class Reenactment:
     """Mean scores over the held-out frames, per-frame rows, and example rows for a picture.
 
-    `examples` are [H, 4W, 3] uint8 rows: truth | render | error (x4) | baseline.
+    `examples` are [H, 4W, 3] uint8 rows: truth | render | error (x4) | baseline, of the
+    `per_frame` rows at `example_rows`: evenly spaced frames, then the `worst_examples`
+    worst-scoring others.
     `landmark_psnr` and `landmark_ssim` score the renders at the landmark-tracked pose and
     MediaPipe's weights, before photometric tracking.
     """
@@ -44,6 +47,8 @@ class Reenactment:
     landmark_ssim: float = float("nan")
     per_frame: list[dict] = field(default_factory=list)
     examples: list[np.ndarray] = field(default_factory=list)
+    example_rows: list[int] = field(default_factory=list)
+    worst_examples: int = 0
 
     def summary(self) -> dict:
         return {"psnr": round(self.psnr, 3), "ssim": round(self.ssim, 4), "baseline_psnr": round(self.baseline_psnr, 3),
@@ -81,29 +86,41 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
         weights, rotations, translations = refine_frames(head, camera, truth, masks, weights, rotations, translations,
                                                          refine_steps, progress=progress)
     renderer = CpuRenderer()
-    rows, examples = [], []
-    pick = set(np.linspace(0, len(holdout) - 1, min(SHEET_ROWS, len(holdout))).round().astype(int).tolist())
-    for k, h in enumerate(tqdm(holdout, unit="frame", desc="re-enacting", disable=not progress, leave=False)):
-        render = _render(renderer, camera, head, FaceState(float(track.time_s[h]), weights[k], rotations[k],
-                                                           translations[k]))
-        landmark = _render(renderer, camera, head, FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h]))
-        real = truth[k].astype(np.float32) / 255
-        lm_h = track.landmarks_px[h, :468, :2] * scale
+
+    def states(k: int) -> tuple[FaceState, FaceState]:
+        """Held-out frame k as tracked photometrically, and at the landmark pose with MediaPipe's weights."""
+        h = holdout[k]
+        return (FaceState(float(track.time_s[h]), weights[k], rotations[k], translations[k]),
+                FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h]))
+
+    def baseline_of(k: int) -> np.ndarray:
+        lm_h = track.landmarks_px[holdout[k], :468, :2] * scale
         lm_r = track.landmarks_px[retrieved[k], :468, :2] * scale
-        baseline = align_by_landmarks(images[at[int(retrieved[k])]], lm_r, lm_h).astype(np.float32) / 255
-        mask = inner[k]
+        return align_by_landmarks(images[at[int(retrieved[k])]], lm_r, lm_h).astype(np.float32) / 255
+
+    rows = []
+    for k, h in enumerate(tqdm(holdout, unit="frame", desc="re-enacting", disable=not progress, leave=False)):
+        tracked, landmark = states(k)
+        render, landmark_render = _render(renderer, camera, head, tracked), _render(renderer, camera, head, landmark)
+        real, baseline, mask = truth[k].astype(np.float32) / 255, baseline_of(k), inner[k]
         rows.append({"frame": int(h), "psnr": masked_psnr(render, real, mask), "ssim": masked_ssim(render, real, mask),
-                     "landmark_psnr": masked_psnr(landmark, real, mask),
-                     "landmark_ssim": masked_ssim(landmark, real, mask),
+                     "landmark_psnr": masked_psnr(landmark_render, real, mask),
+                     "landmark_ssim": masked_ssim(landmark_render, real, mask),
                      "baseline_frame": int(retrieved[k]), "baseline_psnr": masked_psnr(baseline, real, mask),
                      "baseline_ssim": masked_ssim(baseline, real, mask)})
-        if k in pick:
-            error = np.clip(np.abs(render - real).mean(2, keepdims=True) * 4, 0, 1) * mask[..., None]
-            examples.append((np.concatenate([real, render,
-                                             np.repeat(error, 3, 2), baseline], axis=1) * 255).round().astype(np.uint8))
+    spaced = np.linspace(0, len(holdout) - 1, min(SHEET_ROWS, len(holdout))).round().astype(int).tolist()
+    worst = [k for k in np.argsort([r["psnr"] for r in rows]).tolist() if k not in spaced][:SHEET_WORST_ROWS]
+    examples = []
+    for k in spaced + worst:
+        # Re-rendered rather than kept: a hundred 512 px renders would hold ~300 MB for six rows.
+        real, render = truth[k].astype(np.float32) / 255, _render(renderer, camera, head, states(k)[0])
+        error = np.clip(np.abs(render - real).mean(2, keepdims=True) * 4, 0, 1) * inner[k][..., None]
+        examples.append((np.concatenate([real, render, np.repeat(error, 3, 2), baseline_of(k)], axis=1) * 255)
+                        .round().astype(np.uint8))
     mean = {key: float(np.mean([r[key] for r in rows]))
             for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim")}
-    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, **mean)
+    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst,
+                       worst_examples=len(worst), **mean)
 
 
 def _render(renderer: CpuRenderer, camera: Camera, head: GaussianHead, state: FaceState) -> np.ndarray:

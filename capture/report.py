@@ -15,13 +15,21 @@ from capture.reenactment import Reenactment
 
 
 def write_sheet(path: Path, reenactment: Reenactment) -> None:
-    """Example held-out rows stacked: truth | render | error x4 | nearest-neighbour baseline."""
-    sheet = np.concatenate(reenactment.examples, axis=0)
-    w = reenactment.examples[0].shape[1] // 4
-    for k, label in enumerate(("truth", "render", "error x4", "baseline")):
-        cv2.putText(sheet, label, (k * w + 8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 3, cv2.LINE_AA)
-        cv2.putText(sheet, label, (k * w + 8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
-    _, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    """Example held-out rows stacked: truth | render | error x4 | nearest-neighbour baseline, each
+    labelled with its frame and scores (evenly spaced frames first, then the worst-scoring ones)."""
+    rows = []
+    first_worst = len(reenactment.examples) - reenactment.worst_examples
+    for n, (example, k) in enumerate(zip(reenactment.examples, reenactment.example_rows)):
+        row, score = example.copy(), reenactment.per_frame[k]
+        w = row.shape[1] // 4
+        labels = ((f"worst: frame {score['frame']}" if n >= first_worst else f"frame {score['frame']}"),
+                  f"render {score['psnr']:.1f} dB", "error x4", f"baseline {score['baseline_psnr']:.1f} dB")
+        for column, label in enumerate(labels):
+            for colour, thickness in (((255, 255, 255), 3), ((0, 0, 0), 1)):
+                cv2.putText(row, label, (column * w + 8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, thickness,
+                            cv2.LINE_AA)
+        rows.append(row)
+    _, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
     with atomic_output(path) as tmp:
         tmp.write_bytes(png.tobytes())
 

@@ -52,8 +52,13 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys)
     metrics = json.loads((report / "metrics.json").read_text())
     assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames", "landmark_psnr"} <= set(metrics)
     assert metrics["frames"] == 8
+    frames = [row["frame"] for row in metrics["per_frame"]]
+    assert frames == info["holdout_frames"] and metrics["psnr"] == pytest.approx(
+        np.mean([row["psnr"] for row in metrics["per_frame"]]), abs=1e-3)
     for picture in ("holdout.png", "curves.png"):
         assert cv2.imread(str(report / picture)) is not None
+    # Four evenly spaced held-out frames, then the two worst of the other four, at 512 px.
+    assert cv2.imread(str(report / "holdout.png")).shape[0] == 6 * 512
     assert captured.with_name("astronaut.avatar.ckpt").exists()
     skull = avatar.head.triangle_ids.max() >= 898
     assert skull, "no Gaussian sits on the scaffold"

@@ -102,6 +102,9 @@ def run_capture(args: argparse.Namespace) -> int:
                "gaussians": len(result.head),
                "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
                "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train)}
+    if scores:
+        metrics["per_frame"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+                                for row in scores.per_frame]
     write_metrics(report / "metrics.json", metrics)
     write_curves(report / "curves.png", result.log, result.reenactment)
     if result.reenactment is not None:
