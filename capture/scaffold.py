@@ -4,6 +4,10 @@
   triangles behind the face's rim or above the forehead. Rigid with the head.
 - **Mouth interior**: a cavity behind the inner lip ring, a ring pushed back and a deep centre,
   whose vertices follow the lip vertices they came from, so it opens with jawOpen.
+- **Teeth**: two curved strips just behind the lips, as GaussianAvatars adds to FLAME. The
+  upper row is rigid with the skull; the lower row moves as the chin does for the jaw's own
+  weights (jawOpen, jawForward, jawLeft, jawRight) and not with the lips, so the teeth stay
+  where they are while the lips pucker, stretch or smile around them.
 The shell and cavity vertices are appended after the face mesh's, so the face keeps its ids.
 """
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import ConvexHull
 
-from avatar import NUM_WEIGHTS
+from avatar import NUM_WEIGHTS, index_of
 from capture.face_mesh import LANDMARK_GROUPS
 
 SHELL_POINTS = 900
@@ -22,6 +26,11 @@ SHELL_POINTS = 900
 SKULL_RADII = np.array([0.56, 0.66, 0.66])     # times (W, H, H)
 SKULL_CENTRE = np.array([0.0, 0.12, -0.25])    # times (W, H, H), from the face's centre
 MOUTH_DEPTH_CM = 1.2
+TEETH_HEIGHT_CM = 0.9        # each row, from the lip line
+TEETH_BEHIND_LIPS_CM = 0.35
+TEETH_WIDTH = 0.85           # the teeth's arc, relative to the inner lips' corners
+JAW_WEIGHTS = tuple(index_of(name) for name in ("jawOpen", "jawForward", "jawLeft", "jawRight"))
+CHIN = 152                   # the face mesh's chin vertex: the jaw's motion
 
 
 @dataclass
@@ -81,9 +90,41 @@ def build_scaffold(vertices_cm: np.ndarray, vertex_deltas_cm: np.ndarray, triang
                            np.stack([ring[(rim + 1) % k], first + (rim + 1) % k, first + rim], 1)])
     fan = np.stack([first + rim, first + (rim + 1) % k, np.full(k, first + k)], 1)
 
-    vertices = np.concatenate([vertices_cm, skull_vertices, mouth_vertices]).astype(np.float32)
-    deltas = np.concatenate([vertex_deltas_cm, np.zeros((NUM_WEIGHTS, len(skull_vertices), 3)), mouth_deltas], 1)
-    all_triangles = np.concatenate([triangles, skull_triangles, tube, fan]).astype(np.int32)
+    teeth_vertices, teeth_deltas, teeth = _teeth(vertices_cm, vertex_deltas_cm, first + len(mouth_vertices))
+
+    vertices = np.concatenate([vertices_cm, skull_vertices, mouth_vertices, teeth_vertices]).astype(np.float32)
+    deltas = np.concatenate([vertex_deltas_cm, np.zeros((NUM_WEIGHTS, len(skull_vertices), 3)), mouth_deltas,
+                             teeth_deltas], 1)
+    all_triangles = np.concatenate([triangles, skull_triangles, tube, fan, teeth]).astype(np.int32)
     region = np.concatenate([np.zeros(len(triangles)), np.ones(len(skull_triangles)),
-                             np.full(len(tube) + len(fan), 2)]).astype(np.int8)
+                             np.full(len(tube) + len(fan) + len(teeth), 2)]).astype(np.int8)
     return ScaffoldMesh(vertices, deltas.astype(np.float32), all_triangles, region)
+
+
+def _teeth(vertices_cm: np.ndarray, vertex_deltas_cm: np.ndarray, first: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upper and lower teeth strips: vertices [2 * 2K, 3] cm, deltas [52, 2 * 2K, 3], triangles.
+
+    Each strip runs along its half of the inner lip ring (corner to corner, K points), set
+    `TEETH_BEHIND_LIPS_CM` back and narrowed to `TEETH_WIDTH`, from the lip line
+    `TEETH_HEIGHT_CM` up (upper) or down (lower)."""
+    ring = LANDMARK_GROUPS["lips_inner"]
+    corner = int(np.flatnonzero(ring == 308)[0])       # the ring runs 78, lower lip, 308, upper lip
+    lower_arc, upper_arc = ring[:corner + 1], np.concatenate([ring[corner:], ring[:1]])
+    centre = vertices_cm[ring].mean(0)
+    jaw = np.zeros((NUM_WEIGHTS, 1, 3))
+    jaw[list(JAW_WEIGHTS), 0] = vertex_deltas_cm[list(JAW_WEIGHTS), CHIN]
+    parts, part_deltas, strips = [], [], []
+    for arc, up, moves in ((upper_arc, 1.0, False), (lower_arc, -1.0, True)):
+        line = vertices_cm[arc].copy()
+        line[:, 0] = centre[0] + TEETH_WIDTH * (line[:, 0] - centre[0])
+        line[:, 1] = centre[1]
+        line[:, 2] -= TEETH_BEHIND_LIPS_CM
+        edge = line + [0.0, up * TEETH_HEIGHT_CM, 0.0]
+        k = len(arc)
+        start = first + sum(len(p) for p in parts)
+        parts.append(np.concatenate([line, edge]))
+        part_deltas.append(np.repeat(jaw if moves else np.zeros_like(jaw), 2 * k, axis=1))
+        i = np.arange(k - 1)
+        strips.append(start + np.concatenate([np.stack([i, i + 1, k + i], 1), np.stack([i + 1, k + i + 1, k + i], 1)]))
+    return np.concatenate(parts), np.concatenate(part_deltas, axis=1), np.concatenate(strips)
