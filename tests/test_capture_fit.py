@@ -112,3 +112,134 @@ def test_teeth_sit_behind_the_lips_the_upper_row_rigid_the_lower_with_the_jaw_al
     jaw_open, funnel = index_of("jawOpen"), index_of("mouthFunnel")
     np.testing.assert_allclose(scaffold.vertex_deltas_cm[jaw_open, lower], np.tile(basis[jaw_open, CHIN], (22, 1)))
     assert basis[funnel, LANDMARK_GROUPS["lips_inner"]].any() and not scaffold.vertex_deltas_cm[funnel, lower].any()
+
+
+def test_head_model_matches_gaussian_head_evaluate():
+    head = small_head(300)
+    model = HeadModel(head)
+    rng = np.random.default_rng(1)
+    state = FaceState(0.0, rng.uniform(0, 1, 52), [0.1, -0.2, 0.05], [1.0, -2.0, -40.0])
+    expected = head.evaluate(state)
+    with torch.no_grad():
+        means, rotations, scales, opacities, colors = model(
+            torch.from_numpy(state.weights), torch.from_numpy(state.head_rotation),
+            torch.from_numpy(state.head_translation_cm))
+    np.testing.assert_allclose(means.numpy(), expected.means, atol=1e-4)
+    np.testing.assert_allclose(rotations.numpy(), expected.rotations, atol=1e-5)
+    np.testing.assert_allclose(scales.numpy(), expected.scales, rtol=1e-5)
+    np.testing.assert_allclose(opacities.numpy(), expected.opacities, rtol=1e-6)
+    restored = model.to_head()
+    np.testing.assert_allclose(restored.evaluate(state).means, expected.means, atol=1e-5)
+
+
+def _frames_of(head, count: int = 6, size: int = 64) -> FitFrames:
+    camera = Camera.from_vertical_fov(size, size, 30.0)
+    renderer = CpuRenderer()
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(0, 0.5, (count, 52)).astype(np.float32)
+    rotations = rng.normal(0, 0.05, (count, 3)).astype(np.float32)
+    translations = np.tile(np.float32([0, 0, -6]), (count, 1))
+    images, masks = [], []
+    for k in range(count):
+        rgba = renderer.render(camera, head.evaluate(FaceState(0, weights[k], rotations[k], translations[k])),
+                               (1.0, 1.0, 1.0))
+        images.append((np.clip(rgba[..., :3], 0, 1) * 255).round().astype(np.uint8))
+        masks.append(rgba[..., 3] > 0.5)
+    return FitFrames(np.stack(images), np.stack(masks), camera, weights, rotations, translations)
+
+
+def fit_perturbed_head(device: str = "cpu", **options) -> tuple[FitLog, HeadModel]:
+    """150 fitting steps on `device` from a grey copy of a head to six frames rendered from it."""
+    head = small_head(400, with_deltas=False)
+    head.opacity_logits[:] = 3.0
+    frames = _frames_of(head)
+    start = small_head(400, with_deltas=False)
+    start.opacity_logits[:] = 3.0
+    start.colors[:] = 0.5
+    model = HeadModel(start).to(device)
+    return fit_head(model, frames, 150, **options), model
+
+
+def test_fitting_brings_a_perturbed_head_back_to_its_frames():
+    log, _ = fit_perturbed_head(densify_every=10**6)
+    assert np.mean(log.psnr[-10:]) > np.mean(log.psnr[:10]) + 6
+
+
+def test_densify_and_prune_keep_every_array_consistent():
+    model = HeadModel(small_head(200))
+    with torch.no_grad():
+        model.opacity_logits[:20] = -10.0   # 20 nearly transparent: pruned
+    _densify_and_prune(model, torch.rand(200), 1000, np.random.default_rng(0))
+    n = len(model)
+    assert n == 180 + 10
+    assert model.position_deltas_cm.shape == (52, n, 3) and model.local_positions.shape == (n, 3)
+    assert model.to_head().evaluate(FaceState()).means.shape == (n, 3)
+
+
+def test_a_large_gaussian_is_split_in_two_smaller_ones_around_it():
+    model = HeadModel(small_head(200))
+    with torch.no_grad():
+        model.log_scales[0] += 2.0          # the largest
+    before_position, before_scale = model.local_positions[0].clone(), model.log_scales[0].clone()
+    grad = torch.zeros(200)
+    grad[0] = 1.0                           # and the one with the largest gradient (among the top 10)
+    _densify_and_prune(model, grad, 1000, np.random.default_rng(0))
+    halves = model.local_positions.detach()[[0, 200]]
+    torch.testing.assert_close(halves.mean(0), before_position)
+    assert float((halves[0] - halves[1]).norm()) > 0
+    torch.testing.assert_close(model.log_scales.detach()[[0, 200]], (before_scale - math.log(1.6)).expand(2, 3))
+
+
+def test_ssim_is_one_for_equal_images_and_lower_for_noise():
+    image = torch.rand(40, 50, 3)
+    assert float(ssim(image, image)) == pytest.approx(1.0, abs=1e-5)
+    assert float(ssim(image, (image + 0.2 * torch.randn_like(image)).clamp(0, 1))) < 0.9
+
+
+def test_metrics_and_retrieval():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 1, (32, 32, 3))
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    noisy = truth.copy()
+    noisy[~mask] = 0           # outside the mask: not scored
+    assert masked_psnr(noisy, truth, mask) > 100
+    assert masked_psnr(truth + 0.1, truth, mask) == pytest.approx(20.0, abs=1e-6)
+    train_w = rng.uniform(0, 1, (10, 52))
+    zeros = np.zeros((10, 3))
+    assert nearest_training_frame(train_w[7], np.zeros(3), np.zeros(3), train_w, zeros, zeros) == 7
+    points = rng.uniform(0, 32, (20, 2))
+    np.testing.assert_allclose(align_by_landmarks(truth.astype(np.float32), points, points), truth, atol=1e-5)
+
+
+def test_dataset_has_nerfstudio_transforms_and_nothing_half_written(tmp_path):
+    count = 4
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 255, (count, 24, 32, 3), dtype=np.uint8)
+    masks = rng.uniform(size=(count, 24, 32)) > 0.5
+    rotations = rng.normal(0, 0.2, (count, 3))
+    translations = rng.normal(0, 1, (count, 3)) + [0, 0, -40]
+    track = Track(np.arange(count) / 25, np.ones(count, bool), np.ones(count, bool),
+                  np.zeros((count, 478, 3), np.float32), rng.uniform(0, 1, (count, 52)).astype(np.float32),
+                  rotations.astype(np.float32), translations.astype(np.float32),
+                  Camera.from_vertical_fov(32, 24, 50.0))
+    indices = np.arange(count)
+    path = write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, {3})
+    data = json.loads(path.read_text())
+    assert data["camera_model"] == "OPENCV" and (data["w"], data["h"]) == (32, 24)
+    assert data["val_filenames"] == ["images/frame_00003.png"] and len(data["train_filenames"]) == 3
+    first = data["frames"][0]
+    assert len(first["arkit_weights"]) == 52
+    saved = cv2.cvtColor(cv2.imread(str(tmp_path / "set" / first["file_path"])), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(saved, images[0])
+    # The camera in head space sees the head where the real camera saw it.
+    pose = np.array(first["transform_matrix"])
+    from avatar.rotation import rotvec_to_matrix
+
+    head_to_camera = np.eye(4)
+    head_to_camera[:3, :3], head_to_camera[:3, 3] = rotvec_to_matrix(rotations[0]), translations[0]
+    np.testing.assert_allclose(pose @ head_to_camera, np.eye(4), atol=1e-4)
+    np.testing.assert_allclose(head_space_cameras(rotations, translations)[0], pose, atol=1e-5)
+    with pytest.raises(OutputError, match="already exists"):
+        write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, set())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
