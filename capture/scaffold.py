@@ -8,7 +8,7 @@
   upper row is rigid with the skull; the lower row moves as the chin does for the jaw's own
   weights (jawOpen, jawForward, jawLeft, jawRight) and not with the lips, so the teeth stay
   where they are while the lips pucker, stretch or smile around them.
-The shell and cavity vertices are appended after the face mesh's, so the face keeps its ids.
+The shell, cavity and teeth vertices are appended after the face mesh's, so the face keeps its ids.
 """
 
 from __future__ import annotations
