@@ -32,8 +32,8 @@ class Reenactment:
     """Mean scores over the held-out frames, per-frame rows, and example rows for a picture.
 
     `examples` are [H, 4W, 3] uint8 rows: truth | render | error (x4) | baseline, of the
-    `per_frame` rows at `example_rows`: evenly spaced frames, then the `worst_examples`
-    worst-scoring others.
+    `per_frame` rows at `example_rows`: `SHEET_ROWS` evenly spaced frames (all of them when
+    fewer), then up to `SHEET_WORST_ROWS` worst-scoring others.
     `landmark_psnr` and `landmark_ssim` score the renders at the landmark-tracked pose and
     MediaPipe's weights, before photometric tracking.
     """
@@ -48,7 +48,6 @@ class Reenactment:
     per_frame: list[dict] = field(default_factory=list)
     examples: list[np.ndarray] = field(default_factory=list)
     example_rows: list[int] = field(default_factory=list)
-    worst_examples: int = 0
 
     def summary(self) -> dict:
         return {"psnr": round(self.psnr, 3), "ssim": round(self.ssim, 4), "baseline_psnr": round(self.baseline_psnr, 3),
@@ -119,8 +118,7 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
                         .round().astype(np.uint8))
     mean = {key: float(np.mean([r[key] for r in rows]))
             for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim")}
-    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst,
-                       worst_examples=len(worst), **mean)
+    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst, **mean)
 
 
 def _render(renderer: CpuRenderer, camera: Camera, head: GaussianHead, state: FaceState) -> np.ndarray:

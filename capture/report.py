@@ -11,14 +11,14 @@ import numpy as np
 
 from avatar import atomic_output
 from capture.head_fit import FitLog
-from capture.reenactment import Reenactment
+from capture.reenactment import SHEET_ROWS, Reenactment
 
 
 def write_sheet(path: Path, reenactment: Reenactment) -> None:
     """Example held-out rows stacked: truth | render | error x4 | nearest-neighbour baseline, each
     labelled with its frame and scores (evenly spaced frames first, then the worst-scoring ones)."""
     rows = []
-    first_worst = len(reenactment.examples) - reenactment.worst_examples
+    first_worst = min(SHEET_ROWS, reenactment.frames)
     for n, (example, k) in enumerate(zip(reenactment.examples, reenactment.example_rows)):
         row, score = example.copy(), reenactment.per_frame[k]
         w = row.shape[1] // 4
