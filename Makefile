@@ -17,7 +17,7 @@ test: install
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile capture/model_files.py  # a new model file means `avatar setup` again
 	@$(MAKE) --no-print-directory system-packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip

@@ -11,7 +11,8 @@ neither PyAV nor MediaPipe.
 
 from capture.expression_basis import generic_expression_basis
 from capture.face_mesh import LANDMARK_GROUPS, CanonicalFaceMesh, load_canonical_mesh, mesh_edges
-from capture.face_model import FACE_MODEL_SHA256, cache_dir, fetch_face_model, resolve_face_model
+from capture.model_files import (FACE_MODEL, MODELS, PERSON_SEGMENTER, ModelFile, cache_dir, fetch_model,
+                                 resolve_face_model, resolve_model)
 from capture.jitter import jitter_px, stillest_window
 from capture.photo_head import head_from_photo, person_mesh
 from capture.smoothing import OneEuroParams, TrackSmoothing, fill_gaps, one_euro, smooth_track
@@ -19,7 +20,8 @@ from capture.smoothing import OneEuroParams, TrackSmoothing, fill_gaps, one_euro
 __all__ = [
     "generic_expression_basis", "head_from_photo", "person_mesh",
     "LANDMARK_GROUPS", "CanonicalFaceMesh", "load_canonical_mesh", "mesh_edges",
-    "FACE_MODEL_SHA256", "cache_dir", "fetch_face_model", "resolve_face_model",
+    "FACE_MODEL", "MODELS", "PERSON_SEGMENTER", "ModelFile", "cache_dir", "fetch_model", "resolve_face_model",
+    "resolve_model",
     "jitter_px", "stillest_window",
     "MEDIAPIPE_VERTICAL_FOV_DEG", "Detection", "FaceLandmarker",
     "Frame", "MediaSource", "open_media",

@@ -40,7 +40,7 @@ import numpy as np
 
 from avatar.errors import ModelFileError
 from capture import protobuf as pb
-from capture.face_model import resolve_face_model
+from capture.model_files import resolve_face_model
 
 METADATA_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
 NUM_MESH_VERTICES = 468  # landmarks 0..467 are the mesh vertices

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from capture.masks import head_mask
 from capture.media import MediaSource
+from capture.segmentation import person_probabilities
 
 MASK_SIZE_PX = 256  # masks are computed at most this large and scaled up: GrabCut's cost grows with area
 
@@ -39,16 +40,21 @@ def decode_frames(source: MediaSource, indices: np.ndarray, size: tuple[int, int
 
 def frame_masks(images: np.ndarray, landmarks_px: np.ndarray, source_size: tuple[int, int],
                 progress: bool = False) -> np.ndarray:
-    """[T, H, W] bool head masks of `images` [T, H, W, 3], from landmarks [T, 478, 2+] in source pixels."""
+    """[T, H, W] bool head masks of `images` [T, H, W, 3], from landmarks [T, 478, 2+] in source pixels.
+
+    GrabCut seeded by the landmarks, vetoed where the person segmentation sees background.
+    """
     h, w = images.shape[1:3]
     small = fit_size(w, h, min(MASK_SIZE_PX, max(w, h)))
     scale = np.array([small[0] / source_size[0], small[1] / source_size[1]])
     masks = np.empty(images.shape[:3], bool)
+    smalls = np.stack([cv2.resize(im, small, interpolation=cv2.INTER_AREA) for im in images]) \
+        if small != (w, h) else images
+    person = person_probabilities(smalls)
 
     def mask_of(k: int) -> None:
         cv2.setRNGSeed(k)  # GrabCut's k-means draws from this thread's generator: same frame, same mask
-        image = cv2.resize(images[k], small, interpolation=cv2.INTER_AREA) if small != (w, h) else images[k]
-        mask = head_mask(image, landmarks_px[k, :, :2] * scale)
+        mask = head_mask(smalls[k], landmarks_px[k, :, :2] * scale, person[k])
         masks[k] = mask if small == (w, h) else \
             cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR) >= 128
 

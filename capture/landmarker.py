@@ -23,7 +23,7 @@ MEDIAPIPE_VERTICAL_FOV_DEG = 63.0
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Silence file descriptor 2 for a moment.
 
     MediaPipe's C++ side writes set-up chatter (XNNPACK, feedback tensors)
@@ -79,7 +79,7 @@ class FaceLandmarker:
             output_facial_transformation_matrixes=True,
         )
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
             raise ModelFileError(f"MediaPipe could not load the face model {model_path} ({exc})") from None
@@ -104,7 +104,7 @@ class FaceLandmarker:
         In video mode `time_s` must increase from call to call.
         """
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        with _native_stderr_silenced() if not self._warmed_up else contextlib.nullcontext():
+        with native_stderr_silenced() if not self._warmed_up else contextlib.nullcontext():
             if self._video:
                 # MediaPipe needs strictly increasing integer milliseconds.
                 time_ms = max(int(round(time_s * 1000)), self._last_ms + 1)

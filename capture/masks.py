@@ -2,7 +2,11 @@
 
 Seeds, from the landmarks: the face inside its oval is certain foreground; an ellipse around
 the face, reaching up over the hair and out to the ears, is probable foreground; the frame's
-border is certain background, the rest probable background. After GrabCut, everything below
+border is certain background, the rest probable background. Where a person segmentation is
+given (`capture.segmentation`), whatever it calls clearly not the person is certain
+background too, and what it calls more likely background than person is dropped from the
+answer: GrabCut models colours, and takes a flag or a poster behind the hair into the head
+when their colours are the hair's or the skin's. After GrabCut, everything below
 the jaw line (extended level past the jaw's corners) is dropped: the avatar is the head, and
 the neck and shoulders move with the body, not with the head pose. The largest connected
 region is kept.
@@ -20,11 +24,16 @@ HEAD_WIDTH = 1.35
 HEAD_TOP = 0.625       # above the oval's top, in oval heights
 CHIN_MARGIN = 0.125    # below the chin (the jaw cut removes it again)
 GRABCUT_ITERATIONS = 3
+NOT_PERSON = 0.1       # person probability below which a pixel is certain background for GrabCut
+PERSON = 0.5           # and below which it is dropped from GrabCut's answer
 _JAW = slice(9, 28)     # face_oval entries from the right jaw corner round the chin to the left one
 
 
-def head_mask(image: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
-    """[H, W] bool head mask of `image` ([H, W, 3] uint8 RGB) from its [478, 2+] landmarks (pixels)."""
+def head_mask(image: np.ndarray, landmarks_px: np.ndarray, person: np.ndarray | None = None) -> np.ndarray:
+    """[H, W] bool head mask of `image` ([H, W, 3] uint8 RGB) from its [478, 2+] landmarks (pixels).
+
+    `person`: [H, W] person probabilities of the same image (`capture.segmentation`), or None.
+    """
     h, w = image.shape[:2]
     oval = landmarks_px[LANDMARK_GROUPS["face_oval"], :2].astype(np.float32)
     x0, y0 = oval.min(0)
@@ -35,6 +44,8 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
     centre = (int((x0 + x1) / 2), int((top + bottom) / 2))
     axes = (int(HEAD_WIDTH * face_w / 2), int((bottom - top) / 2))
     cv2.ellipse(seeds, centre, axes, 0, 0, 360, cv2.GC_PR_FGD, -1)
+    if person is not None:
+        seeds[person < NOT_PERSON] = cv2.GC_BGD
     inner = (oval - oval.mean(0)) * 0.9 + oval.mean(0)
     cv2.fillPoly(seeds, [np.round(inner).astype(np.int32)], cv2.GC_FGD)
     border = max(2, min(h, w) // 64)
@@ -45,6 +56,8 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray:
     cv2.grabCut(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), seeds, None, background, foreground, GRABCUT_ITERATIONS,
                 cv2.GC_INIT_WITH_MASK)
     mask = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)) & ~below
+    if person is not None:
+        mask &= person >= PERSON
     return _largest_region(mask)
 
 

@@ -101,6 +101,12 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
     return CaptureInput(source, track, stats, face, train, held)
 
 
+def training_indices(info: CaptureInput, max_frames: int = MAX_TRAIN_FRAMES) -> np.ndarray:
+    """The source frame indices fitted on: the training frames, at most `max_frames` evenly spaced."""
+    spaced = np.linspace(0, len(info.train) - 1, min(max_frames, len(info.train))).round().astype(int)
+    return info.train[np.unique(spaced)]
+
+
 def training_frames(info: CaptureInput, size_px: int, progress: bool = True,
                     max_frames: int = MAX_TRAIN_FRAMES) -> FitFrames:
     """The training frames at `size_px` (longer side) with their masks; InputError if too dark.
@@ -110,8 +116,7 @@ def training_frames(info: CaptureInput, size_px: int, progress: bool = True,
     """
     source = info.source
     size = fit_size(source.width_px, source.height_px, size_px)
-    picked = info.train[np.unique(np.linspace(0, len(info.train) - 1, min(max_frames, len(info.train))).round()
-                                  .astype(int))]
+    picked = training_indices(info, max_frames)
     images = decode_frames(source, picked, size, progress)
     masks = frame_masks(images, info.track.landmarks_px[picked], (source.width_px, source.height_px), progress)
     brightness = float(images[masks].mean()) / 255 if masks.any() else 0.0

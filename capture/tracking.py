@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from avatar import NUM_LANDMARKS, NUM_WEIGHTS, Camera, InputError, Track
 from avatar.rotation import matrix_to_rotvec
-from capture.face_model import resolve_face_model
+from capture.model_files import resolve_face_model
 from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, FaceLandmarker
 from capture.media import MediaSource
 from capture.smoothing import TrackSmoothing, fill_gaps, smooth_track

@@ -3,15 +3,20 @@
 Tracking, masks and scoring need those and run here; what goes to the GPU machine is the
 fitting problem itself, the same arrays `avatar capture` hands to `fit_head`:
 
-    python scripts/gpu_check.py prepare DIR [--video V]
-        (here) the sample photo's `avatar bench fit` problem at 256 and 512 px, and video V's
-        training frames (JPEG, quality 95) with its starting head at the --quick (256 px) and
-        default (512 px) settings.
-    python scripts/gpu_check.py run DIR OUT [--bench-steps N] [--skip-bench] [--presets P ...]
-                                            [--fit-minutes M] [--iterations N] [--max-gaussians G]
-        (GPU machine) steps/s of the cpu and cuda backends on the bench problems, then V's
-        fits on CUDA with the presets' settings (no time limit unless M); the fitted heads go to OUT.
-    python scripts/gpu_check.py score DIR OUT [--video V] [--sheets FOLDER]
+    python scripts/gpu_check.py prepare DIR [--videos V ...] [--presets P ...]
+        (here) the sample photo's `avatar bench fit` problem at 256 and 512 px, and for each
+        video V its starting head, training-frame indices, masks, weights and poses at each
+        preset (`quick`: 256 px, `default`: 512 px) as DIR/STEM-PRESET.npz, with a copy of V:
+        the GPU machine decodes the frames itself with OpenCV (the same FFmpeg decoder as
+        PyAV; identical pixels here), which travels far lighter than the frames do.
+    python scripts/gpu_check.py run DIR OUT [--bench-steps N] [--skip-bench] [--problems NAME ...]
+                                            [--parallel K] [--fit-minutes M] [--iterations N]
+                                            [--max-gaussians G]
+        (GPU machine) steps/s of the cpu and cuda backends on the bench problems, then the
+        video problems' fits on CUDA with their presets' settings (no time limit unless M),
+        K at a time in separate processes (a step is mostly Python and kernel launches, so
+        one GPU serves several); each fitted head goes to OUT/NAME.npz.
+    python scripts/gpu_check.py score DIR OUT [--sheets FOLDER]
         (here) the held-out PSNR/SSIM of OUT's heads, scored as `avatar capture` scores.
 
 On the GPU machine of 2026-11-26 (torch 2.11 + CUDA 13, no registry), gsplat went over as
@@ -23,12 +28,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from capture.corrections import FrameCorrections
 from capture.fitting import CaptureOptions, fit_gaussians, starting_head
@@ -36,25 +43,38 @@ from capture.head_fit import FitFrames, HeadModel, fit_head
 from render import GaussianHead
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "video" / "mimictalk_German_20s.mp4"
+VIDEO_FOLDER = REPO.parent / "shared" / "data" / "video"
 BENCH = {"bench_256": (256, 30_000), "bench_512": (512, 30_000)}
 PRESETS = ("quick", "default")
-PART_BYTES = 12 << 20  # files coming back from the GPU machine are limited to 16 MiB each
+DELTA_FLOOR_CM = 1e-4  # returned heads: blendshape offsets under 1 um (a 500th of a pixel) are zeroed, the rest float16
 
 
 def _options(preset: str) -> CaptureOptions:
     return CaptureOptions.quick() if preset == "quick" else CaptureOptions()
 
 
-def _save_problem(path: Path, head: GaussianHead, frames: FitFrames, jpeg: bool) -> None:
-    images = [cv2.imencode(".jpg", im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1] for im in frames.images] \
-        if jpeg else list(frames.images)
+def _save_problem(path: Path, head: GaussianHead, frames: FitFrames, **source: np.ndarray) -> None:
+    """`source`: `images` [T, H, W, 3] inline, or `video` (its file name beside `path`) and `frame_indices`."""
     c = frames.camera
     np.savez_compressed(
         path, **head.to_bundle_arrays(), masks=np.packbits(frames.masks, axis=-1), mask_width=frames.masks.shape[2],
         weights=frames.weights, rotations=frames.rotations, translations_cm=frames.translations_cm,
         camera=np.array([c.width_px, c.height_px, c.fx_px, c.fy_px, c.cx_px, c.cy_px]),
-        camera_to_world=c.camera_to_world, jpeg=jpeg, **{f"image_{k}": im for k, im in enumerate(images)})
+        camera_to_world=c.camera_to_world, **source)
+
+
+def _decode_with_opencv(video: Path, indices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[len(indices), H, W, 3] uint8 RGB, as `capture.frames.decode_frames` makes them from PyAV."""
+    capture = cv2.VideoCapture(str(video))
+    wanted = {int(i): k for k, i in enumerate(indices)}
+    out = np.empty((len(indices), size[1], size[0], 3), np.uint8)
+    for index in range(int(indices.max()) + 1):
+        ok, frame = capture.read()
+        if not ok:
+            raise RuntimeError(f"{video} ended at frame {index}")
+        if index in wanted:
+            out[wanted[index]] = cv2.resize(frame[..., ::-1], size, interpolation=cv2.INTER_AREA)
+    return out
 
 
 def _load_problem(path: Path) -> tuple[GaussianHead, FitFrames]:
@@ -62,23 +82,24 @@ def _load_problem(path: Path) -> tuple[GaussianHead, FitFrames]:
     from render.head import HEAD_ARRAYS
 
     z = np.load(path)
-    count = len(z["weights"])
-    images = np.stack([cv2.imdecode(z[f"image_{k}"], cv2.IMREAD_COLOR)[..., ::-1] if z["jpeg"] else z[f"image_{k}"]
-                       for k in range(count)])
     masks = np.unpackbits(z["masks"], axis=-1, count=int(z["mask_width"])).astype(bool)
     w, h, fx, fy, cx, cy = z["camera"]
     camera = Camera(int(w), int(h), fx, fy, cx, cy, z["camera_to_world"])
+    images = z["images"] if "images" in z else \
+        _decode_with_opencv(path.parent / str(z["video"]), z["frame_indices"], (int(w), int(h)))
     head = GaussianHead(**{name: z["head/" + name] for name in HEAD_ARRAYS})
     return head, FitFrames(images, masks, camera, z["weights"], z["rotations"], z["translations_cm"])
 
 
 def prepare(args: argparse.Namespace) -> None:
+    import shutil
+
     from avatar.sample import sample_photo
     from capture import generic_expression_basis, load_canonical_mesh, track_image
     from capture.face_fit import fit_face
     from capture.head_fit import initial_head
     from capture.masks import head_mask
-    from capture.pipeline import prepare as prepare_capture, training_frames
+    from capture.pipeline import prepare as prepare_capture, training_frames, training_indices
     from capture.scaffold import build_scaffold
 
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -92,29 +113,29 @@ def prepare(args: argparse.Namespace) -> None:
         mask = head_mask(image, track.landmarks_px[0, :, :2] * size / photo.shape[1])
         frames = FitFrames(image[None], mask[None], face.camera.resized(size, size), track.weights,
                            face.head_rotation.astype(np.float32), face.head_translation_cm.astype(np.float32))
-        _save_problem(args.dir / f"{name}.npz", initial_head(scaffold, frames, 0, gaussians), frames, jpeg=False)
-    info = prepare_capture(args.video, progress=False)
-    for preset in PRESETS:
-        options = _options(preset)
-        frames = training_frames(info, options.train_size_px, progress=False)
-        _save_problem(args.dir / f"{preset}.npz", starting_head(info.face, frames, options), frames, jpeg=True)
-    print("prepared:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(args.dir.glob("*.npz"))))
+        _save_problem(args.dir / f"{name}.npz", initial_head(scaffold, frames, 0, gaussians), frames,
+                      images=frames.images)
+    for video in tqdm(args.videos, desc="preparing", unit="video"):
+        shutil.copyfile(video, args.dir / video.name)
+        info = prepare_capture(video, progress=False)
+        for preset in args.presets:
+            options = _options(preset)
+            frames = training_frames(info, options.train_size_px, progress=False)
+            _save_problem(args.dir / f"{video.stem}-{preset}.npz", starting_head(info.face, frames, options), frames,
+                          video=np.array(video.name), frame_indices=training_indices(info))
+    print("prepared:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(args.dir.iterdir())))
 
 
-def _save_head(folder: Path, name: str, head: GaussianHead) -> None:
-    """The head as NAME_head.npz and its blendshape offsets in parts under `PART_BYTES` each."""
+def _save_head(path: Path, head: GaussianHead) -> None:
     arrays = head.to_bundle_arrays()
-    deltas = arrays.pop("head/position_deltas_cm")
-    parts = np.array_split(deltas, max(1, -(-deltas.nbytes // PART_BYTES)), axis=0)
-    np.savez(folder / f"{name}_head.npz", **arrays, parts=len(parts))
-    for k, part in enumerate(parts):
-        np.save(folder / f"{name}_deltas_{k}.npy", part)
+    deltas = arrays["head/position_deltas_cm"]
+    arrays["head/position_deltas_cm"] = np.where(np.abs(deltas) < DELTA_FLOOR_CM, 0, deltas).astype(np.float16)
+    np.savez_compressed(path, **arrays)
 
 
-def _load_head(folder: Path, name: str) -> GaussianHead:
-    z = dict(np.load(folder / f"{name}_head.npz"))
-    deltas = np.concatenate([np.load(folder / f"{name}_deltas_{k}.npy") for k in range(int(z.pop("parts")))])
-    return GaussianHead(**{k.removeprefix("head/"): v for k, v in z.items()}, position_deltas_cm=deltas)
+def _load_head(path: Path) -> GaussianHead:
+    z = np.load(path)
+    return GaussianHead(**{k.removeprefix("head/"): z[k].astype(np.float32) for k in z.files})
 
 
 def _steps_per_s(head: GaussianHead, frames: FitFrames, device: str, steps: int) -> float:
@@ -129,9 +150,28 @@ def _steps_per_s(head: GaussianHead, frames: FitFrames, device: str, steps: int)
     return steps / (time.perf_counter() - began)
 
 
+def _fit(problem: Path, out: Path, overrides: dict, device: str, threads: int) -> dict:
+    """Fit one video problem with its preset's settings (and `overrides`); the head goes to OUT/NAME.npz."""
+    began = time.perf_counter()
+    torch.set_num_threads(threads)  # the machine's cores shared among the fits running at once
+    head, frames = _load_problem(problem)
+    options = dataclasses.replace(_options(problem.stem.rsplit("-", 1)[1]), **overrides)
+    model = HeadModel(head).to(device)
+    corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
+    log = fit_gaussians(model, frames, options, corrections)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    _save_head(out / problem.name, model.to_head())
+    return {"steps": len(log.loss), "fit_s": round(log.seconds, 1), "wall_s": round(time.perf_counter() - began, 1),
+            "gaussians": len(model), "train_psnr_last_200": round(float(np.mean(log.psnr[-200:])), 2)}
+
+
 def run(args: argparse.Namespace) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+    results: dict = {"gpu": torch.cuda.get_device_name() if args.device == "cuda" else None, "torch": torch.__version__,
                      "cpu_threads": torch.get_num_threads()}
     for name in BENCH if not args.skip_bench else ():
         head, frames = _load_problem(args.dir / f"{name}.npz")
@@ -139,22 +179,19 @@ def run(args: argparse.Namespace) -> None:
             rate = _steps_per_s(head, frames, device, args.bench_steps if device == "cuda" else args.bench_steps // 4)
             results[f"{name}_{device}_steps_per_s"] = round(rate, 1)
             print(f"{name} {device}: {rate:.1f} steps/s", flush=True)
-    for preset in args.presets:
-        head, frames = _load_problem(args.dir / f"{preset}.npz")
-        options = dataclasses.replace(_options(preset), fit_minutes=args.fit_minutes)
-        if args.iterations:
-            options = dataclasses.replace(options, iterations=args.iterations)
-        if args.max_gaussians:
-            options = dataclasses.replace(options, max_gaussians=args.max_gaussians)
-        model = HeadModel(head).to("cuda")
-        corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
-        log = fit_gaussians(model, frames, options, corrections)
-        torch.cuda.synchronize()
-        results[preset] = {"steps": len(log.loss), "fit_s": round(log.seconds, 1), "gaussians": len(model),
-                           "train_psnr_last_200": round(float(np.mean(log.psnr[-200:])), 2)}
-        print(preset, results[preset], flush=True)
-        _save_head(args.out, preset, model.to_head())
-    (args.out / f"results{'_fits' if args.skip_bench else ''}.json").write_text(json.dumps(results, indent=1))
+    problems = [args.dir / f"{name}.npz" for name in args.problems] if args.problems else \
+        sorted(p for p in args.dir.glob("*-*.npz"))
+    overrides = {k: v for k, v in (("fit_minutes", args.fit_minutes), ("iterations", args.iterations),
+                                   ("max_gaussians", args.max_gaussians)) if v is not None}
+    overrides.setdefault("fit_minutes", None)
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    began = time.perf_counter()
+    with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        fits = {p.stem: pool.submit(_fit, p, args.out, overrides, args.device, threads) for p in problems}
+        for name, fit in fits.items():
+            results[name] = fit.result()
+            print(name, results[name], flush=True)
+    results["fits_wall_s"] = round(time.perf_counter() - began, 1)
     print(json.dumps(results))
 
 
@@ -163,14 +200,15 @@ def score(args: argparse.Namespace) -> None:
     from capture.reenactment import evaluate_reenactment
     from capture.report import write_sheet
 
-    info = prepare_capture(args.video, progress=False)
-    for preset in (p for p in PRESETS if (args.out / f"{p}_head.npz").exists()):
-        head = _load_head(args.out, preset)
+    for head_file in sorted(args.out.glob("*-*.npz")):
+        stem, preset = head_file.stem.rsplit("-", 1)
+        info = prepare_capture(args.dir / f"{stem}.mp4", progress=False)
+        head = _load_head(head_file)
         r = evaluate_reenactment(head, info.source, info.track, info.face, info.holdout, info.train,
                                  refine_steps=_options(preset).track_steps)
         if args.sheets:
-            write_sheet(args.sheets / f"{preset}_holdout.png", r)
-        print(json.dumps({"preset": preset, **r.summary(), "gaussians": len(head)}), flush=True)
+            write_sheet(args.sheets / f"{head_file.stem}_holdout.png", r)
+        print(json.dumps({"video": stem, "preset": preset, **r.summary(), "gaussians": len(head)}), flush=True)
 
 
 def main() -> None:
@@ -178,14 +216,17 @@ def main() -> None:
     steps = parser.add_subparsers(dest="step", required=True)
     p = steps.add_parser("prepare")
     p.add_argument("dir", type=Path)
-    p.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    p.add_argument("--videos", type=Path, nargs="*", default=sorted(VIDEO_FOLDER.glob("*.mp4")))
+    p.add_argument("--presets", nargs="*", choices=PRESETS, default=["default"])
     p.set_defaults(run=prepare)
     r = steps.add_parser("run")
     r.add_argument("dir", type=Path)
     r.add_argument("out", type=Path)
     r.add_argument("--bench-steps", type=int, default=200)
     r.add_argument("--skip-bench", action="store_true")
-    r.add_argument("--presets", nargs="*", choices=PRESETS, default=list(PRESETS))
+    r.add_argument("--problems", nargs="*", help="DIR's NAME.npz to fit (default: every STEM-PRESET.npz)")
+    r.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where the video problems are fitted")
+    r.add_argument("--parallel", type=int, default=1, help="fits at a time, each in its own process")
     r.add_argument("--fit-minutes", type=float, help="cap each fit (default: the presets' steps, no time limit)")
     r.add_argument("--iterations", type=int, help="fitting steps instead of the presets'")
     r.add_argument("--max-gaussians", type=int, help="Gaussian budget instead of the presets'")
@@ -193,7 +234,6 @@ def main() -> None:
     s = steps.add_parser("score")
     s.add_argument("dir", type=Path)
     s.add_argument("out", type=Path)
-    s.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     s.add_argument("--sheets", type=Path, help="write each head's held-out sheet (truth | render | error) here")
     s.set_defaults(run=score)
     args = parser.parse_args()

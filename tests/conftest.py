@@ -14,12 +14,24 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def face_model_path() -> Path:
     """The verified MediaPipe model; skips when set-up has not fetched it."""
     from avatar.errors import ModelFileError
-    from capture.face_model import resolve_face_model
+    from capture.model_files import resolve_face_model
 
     try:
         return resolve_face_model()
     except ModelFileError as exc:
         pytest.skip(f"face model unavailable ({exc})")
+
+
+@pytest.fixture(scope="session")
+def person_segmenter_path() -> Path:
+    """The verified selfie segmentation model; skips when set-up has not fetched it."""
+    from avatar.errors import ModelFileError
+    from capture.model_files import PERSON_SEGMENTER, resolve_model
+
+    try:
+        return resolve_model(PERSON_SEGMENTER)
+    except ModelFileError as exc:
+        pytest.skip(f"person segmentation model unavailable ({exc})")
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from capture import fetch_face_model
+    from capture import MODELS, fetch_model
 
-    path = fetch_face_model()
-    print(f"face model ready: {path}")
+    for model in MODELS:
+        print(f"{model.what} ready: {fetch_model(model)}")
     return 0
