@@ -25,6 +25,7 @@ from capture.frames import decode_frames, fit_size, frame_masks
 from capture.fitting import CaptureOptions, fit_gaussians, starting_head
 from capture.head_fit import FitFrames, FitLog, HeadModel
 from capture.media import MediaSource, open_media
+from capture.model_files import PERSON_SEGMENTER, resolve_model
 from capture.reenactment import Reenactment, evaluate_reenactment
 from capture.tracking import TrackingStats, track_media
 from render import GaussianHead
@@ -75,6 +76,7 @@ class CaptureResult:
 
 def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True) -> CaptureInput:
     """Track `path`, refuse a poor capture (InputError saying what to re-record), fit the face."""
+    resolve_model(PERSON_SEGMENTER)  # the masks need it: a missing model is said before tracking, not after
     source = open_media(path)
     track, stats = track_media(source, progress=progress)
     name = source.path.name
@@ -203,6 +205,7 @@ def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress:
         the input, and whether the video is the capture's source (same name and frame count):
         then the split is the capture's own, else the last 20% of the frames with a face are held out.
     """
+    resolve_model(PERSON_SEGMENTER)
     source = open_media(path)
     track, stats = track_media(source, progress=progress)
     valid = np.flatnonzero(track.valid)

@@ -31,7 +31,7 @@ def write_video(path: Path, seconds: float, fps: float = 10.0, brightness: float
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory, face_model_path) -> Path:
+def video(tmp_path_factory, face_model_path, person_segmenter_path) -> Path:
     return write_video(tmp_path_factory.mktemp("video") / "astronaut.mp4", 4.0)
 
 
@@ -102,6 +102,20 @@ def test_a_short_capture_is_refused_with_what_to_record(tmp_path, capsys, face_m
     err = capsys.readouterr().err
     assert "1.5 s with a face: record at least 3 s" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_missing_segmentation_model_is_said_before_any_work(video, tmp_path, monkeypatch, capsys,
+                                                              face_model_path):
+    from capture.model_files import FACE_MODEL, PERSON_SEGMENTER
+
+    monkeypatch.setenv("AVATAR_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv(FACE_MODEL.env, str(face_model_path))
+    monkeypatch.delenv(PERSON_SEGMENTER.env, raising=False)
+    out = tmp_path / "x.avatar"
+    assert main(["capture", str(video), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "person segmentation model not found" in err and "avatar setup" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists() and not list(tmp_path.glob("x.*"))
 
 
 def test_a_dark_capture_is_refused(tmp_path, capsys, face_model_path):
