@@ -57,7 +57,7 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray, person: np.ndarray | 
                 cv2.GC_INIT_WITH_MASK)
     mask = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)) & ~below
     if person is not None:
-        mask &= person >= PERSON
+        mask &= (person >= PERSON) | (seeds == cv2.GC_FGD)  # the face inside its oval stays, whatever it says
     return _largest_region(mask)
 
 

@@ -37,6 +37,7 @@ MIN_SECONDS = 3.0          # of video with a face
 MIN_BRIGHTNESS = 0.12      # mean of the head's pixels, 0..1
 CHECKPOINT_EVERY = 500
 MAX_TRAIN_FRAMES = 600     # decoded for fitting (20 s at 30 fps); longer videos are subsampled
+MASK_EXAMPLES = 6          # training frames shown with their masks in the report
 
 
 @dataclass
@@ -52,6 +53,15 @@ class CaptureInput:
 
 
 @dataclass
+class MaskExamples:
+    """A few training frames as fitted (fit size) with their head masks, for the report."""
+
+    images: np.ndarray   # [K, H, W, 3] uint8 RGB
+    masks: np.ndarray    # [K, H, W] bool
+    frames: np.ndarray   # [K] source frame indices
+
+
+@dataclass
 class CaptureResult:
     head: GaussianHead
     input: CaptureInput
@@ -59,6 +69,7 @@ class CaptureResult:
     reenactment: Reenactment | None
     options: CaptureOptions
     timings_s: dict[str, float] = field(default_factory=dict)
+    mask_examples: MaskExamples | None = None
 
     def metadata(self) -> dict:
         """What the bundle records of the capture (JSON-safe)."""
@@ -143,6 +154,9 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     clock = time.perf_counter()
     frames = training_frames(info, options.train_size_px, progress)
     timings["frames_and_masks_s"] = time.perf_counter() - clock
+    shown = np.unique(np.linspace(0, len(frames) - 1, MASK_EXAMPLES).round().astype(int))
+    mask_examples = MaskExamples(frames.images[shown].copy(), frames.masks[shown].copy(),
+                                 training_indices(info)[shown])
     clock = time.perf_counter()
 
     start, fit_log = 0, FitLog()
@@ -191,7 +205,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                                        refine_steps=options.track_steps,
                                        progress=progress) if len(info.holdout) else None
     timings["evaluate_s"] = time.perf_counter() - clock
-    return CaptureResult(head, info, fit_log, reenactment, options, timings)
+    return CaptureResult(head, info, fit_log, reenactment, options, timings, mask_examples)
 
 
 def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress: bool = True

@@ -1,5 +1,5 @@
 """The capture report next to the avatar: held-out frames (truth | render | error | baseline),
-the loss and PSNR curves, and the metrics as JSON."""
+the training frames' head masks, the loss and PSNR curves, and the metrics as JSON."""
 
 from __future__ import annotations
 
@@ -29,6 +29,30 @@ def write_sheet(path: Path, reenactment: Reenactment) -> None:
                 cv2.putText(row, label, (column * w + 8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, thickness,
                             cv2.LINE_AA)
         rows.append(row)
+    _, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(png.tobytes())
+
+
+MASK_SHEET_COLUMNS = 3
+
+
+def write_mask_sheet(path: Path, images: np.ndarray, masks: np.ndarray, frames: np.ndarray) -> None:
+    """Training frames with their head masks: outside dimmed, the outline in green, each labelled
+    with its source frame; `MASK_SHEET_COLUMNS` to a row.
+
+    images: [K, H, W, 3] uint8 RGB; masks: [K, H, W] bool; frames: [K] source frame indices.
+    """
+    tiles = []
+    for image, mask, frame in zip(images, masks, frames):
+        tile = np.where(mask[..., None], image, image // 3)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(tile, contours, -1, (0, 255, 0), max(1, image.shape[1] // 256), cv2.LINE_AA)
+        for colour, thickness in (((255, 255, 255), 3), ((0, 0, 0), 1)):
+            cv2.putText(tile, f"frame {frame}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, thickness, cv2.LINE_AA)
+        tiles.append(tile)
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % MASK_SHEET_COLUMNS)
+    rows = [np.concatenate(tiles[k:k + MASK_SHEET_COLUMNS], axis=1) for k in range(0, len(tiles), MASK_SHEET_COLUMNS)]
     _, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
     with atomic_output(path) as tmp:
         tmp.write_bytes(png.tobytes())

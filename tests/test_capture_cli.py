@@ -55,8 +55,11 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys)
     frames = [row["frame"] for row in metrics["per_frame"]]
     assert frames == info["holdout_frames"] and metrics["psnr"] == pytest.approx(
         np.mean([row["psnr"] for row in metrics["per_frame"]]), abs=1e-3)
-    for picture in ("holdout.png", "curves.png"):
+    for picture in ("holdout.png", "curves.png", "masks.png"):
         assert cv2.imread(str(report / picture)) is not None
+    # Six training frames at the fit size (96 px), three to a row, the outside dimmed.
+    masks = cv2.imread(str(report / "masks.png"))
+    assert masks.shape == (2 * 96, 3 * 96, 3) and masks[:, :, 1].max() == 255
     # Four evenly spaced held-out frames, then the two worst of the other four, at 512 px.
     assert cv2.imread(str(report / "holdout.png")).shape[0] == 6 * 512
     assert captured.with_name("astronaut.avatar.ckpt").exists()

@@ -47,6 +47,10 @@ def test_a_block_of_hair_colour_beside_the_hair_stays_out_of_the_head_mask(photo
     assert without[block].mean() > 0.5
     assert with_person[block].mean() < 0.05
     assert (with_person & ~without).sum() == 0 and with_person.sum() > 0.8 * (without.sum() - without[block].sum())
+    # A segmentation that misses the person altogether still leaves the face inside its oval.
+    nobody = head_mask(image, landmarks, np.zeros_like(person))
+    nose = tuple(np.round(landmarks[1, [1, 0]]).astype(int))
+    assert nobody[nose] and 0 < nobody.sum() < with_person.sum()
 
 
 def test_a_missing_segmentation_model_is_one_clear_error(tmp_path, monkeypatch):

@@ -64,7 +64,7 @@ def run_capture(args: argparse.Namespace) -> int:
     from avatar import InputError, check_writable
     from avatar.model import Avatar
     from capture.pipeline import CaptureOptions, capture
-    from capture.report import write_curves, write_metrics, write_sheet
+    from capture.report import write_curves, write_mask_sheet, write_metrics, write_sheet
 
     check_writable(args.output)
     if not 0.0 <= args.holdout < 0.9:
@@ -107,6 +107,8 @@ def run_capture(args: argparse.Namespace) -> int:
                                 for row in scores.per_frame]
     write_metrics(report / "metrics.json", metrics)
     write_curves(report / "curves.png", result.log, result.reenactment)
+    examples = result.mask_examples
+    write_mask_sheet(report / "masks.png", examples.images, examples.masks, examples.frames)
     if result.reenactment is not None:
         write_sheet(report / "holdout.png", result.reenactment)
     total = sum(result.timings_s.values())
