@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avatar.arkit import weights_from_named
-from avatar.errors import ModelFileError
+from capture.mediapipe_task import MediaPipeTask
+from capture.model_files import FACE_MODEL
 
 import mediapipe as mp
 from mediapipe.tasks.python import BaseOptions, vision
@@ -20,25 +17,6 @@ from mediapipe.tasks.python import BaseOptions, vision
 # The perspective camera MediaPipe's face-geometry pipeline assumes when it
 # turns landmarks into a metric head pose (its default environment).
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0
-
-
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Silence file descriptor 2 for a moment.
-
-    MediaPipe's C++ side writes set-up chatter (XNNPACK, feedback tensors)
-    straight to fd 2 before any logging flag applies; failures still reach
-    Python as exceptions, so nothing of use is lost.
-    """
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -60,11 +38,8 @@ class Detection:
     num_faces: int
 
 
-class FaceLandmarker:
-    """MediaPipe's face landmarker in video mode (tracks between frames) or image mode.
-
-    Use as a context manager so the native graph is closed deterministically.
-    """
+class FaceLandmarker(MediaPipeTask):
+    """MediaPipe's face landmarker in video mode (tracks between frames) or image mode; a context manager."""
 
     def __init__(self, model_path: str | Path, *, video: bool, max_faces: int = 2,
                  min_confidence: float = 0.5) -> None:
@@ -78,25 +53,9 @@ class FaceLandmarker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        try:
-            with native_stderr_silenced():
-                self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        except (RuntimeError, ValueError) as exc:
-            raise ModelFileError(f"MediaPipe could not load the face model {model_path} ({exc})") from None
+        super().__init__(lambda: vision.FaceLandmarker.create_from_options(options), FACE_MODEL.what, model_path)
         self._video = video
         self._last_ms = -1
-        self._warmed_up = False
-
-    def __enter__(self) -> "FaceLandmarker":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
 
     def detect(self, image: np.ndarray, time_s: float = 0.0) -> Detection | None:
         """Find the largest face in `image` ([H, W, 3] uint8 RGB); None if there is none.
@@ -104,15 +63,14 @@ class FaceLandmarker:
         In video mode `time_s` must increase from call to call.
         """
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        with native_stderr_silenced() if not self._warmed_up else contextlib.nullcontext():
+        with self._quiet_first_call():
             if self._video:
                 # MediaPipe needs strictly increasing integer milliseconds.
                 time_ms = max(int(round(time_s * 1000)), self._last_ms + 1)
                 self._last_ms = time_ms
-                result = self._landmarker.detect_for_video(mp_image, time_ms)
+                result = self._task.detect_for_video(mp_image, time_ms)
             else:
-                result = self._landmarker.detect(mp_image)
-        self._warmed_up = True
+                result = self._task.detect(mp_image)
         if not result.face_landmarks:
             return None
         k = 0
