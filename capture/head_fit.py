@@ -30,7 +30,9 @@ BACKGROUND = (1.0, 1.0, 1.0)
 SSIM_WEIGHT = 0.2
 ALPHA_WEIGHT = 0.3           # alpha against the mask
 NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their triangle's centre
-DELTA_DECAY = 1e-3           # L2 pull of blendshape offsets to 0, per step (in Adam, not the loss: 4.7M values)
+# L2 pull of blendshape offsets to 0, per step (in Adam, not the loss: 4.7M values). 1e-3 held the
+# offsets back from expressions the held-out frames go further in than the training frames.
+DELTA_DECAY = 1e-4
 LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
                   "opacity_logits": 3e-2, "position_deltas_cm": 5e-4}
 # Positions and their blendshape offsets anneal exponentially to this fraction of their

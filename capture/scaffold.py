@@ -23,7 +23,10 @@ from capture.face_mesh import LANDMARK_GROUPS
 
 SHELL_POINTS = 900
 # The skull around a face mesh of width W (x) and height H (y), head space, cm.
-SKULL_RADII = np.array([0.56, 0.66, 0.66])     # times (W, H, H)
+# Wide enough to reach the head mask's ellipse (`capture.masks.HEAD_WIDTH`) beside the jaw's
+# corners, where long hair hangs: Gaussians stay near their triangles, so hair the shell does
+# not reach renders transparent.
+SKULL_RADII = np.array([0.64, 0.66, 0.66])     # times (W, H, H)
 SKULL_CENTRE = np.array([0.0, 0.12, -0.25])    # times (W, H, H), from the face's centre
 MOUTH_DEPTH_CM = 1.2
 TEETH_HEIGHT_CM = 0.9        # each row, from the lip line
