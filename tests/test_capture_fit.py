@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from avatar import Camera, FaceState, OutputError, Track, index_of
-from capture import generic_expression_basis, load_canonical_mesh
+from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_mesh
 from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
-from capture.face_mesh import LANDMARK_GROUPS
 from capture.head_fit import FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, ssim
 from capture.masks import _JAW, CHIN_MARGIN, HEAD_TOP, HEAD_WIDTH, head_mask
 from capture.metrics import align_by_landmarks, masked_psnr, nearest_training_frame
