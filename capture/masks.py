@@ -39,14 +39,10 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray, person: np.ndarray | 
     """
     h, w = image.shape[:2]
     oval = landmarks_px[LANDMARK_GROUPS["face_oval"], :2].astype(np.float32)
-    x0, y0 = oval.min(0)
-    x1, y1 = oval.max(0)
-    face_w, face_h = x1 - x0, y1 - y0
     seeds = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
-    top, bottom = y0 - HEAD_TOP * face_h, y1 + CHIN_MARGIN * face_h
-    centre = (int((x0 + x1) / 2), int((top + bottom) / 2))
-    axes = (int(HEAD_WIDTH * face_w / 2), int((bottom - top) / 2))
-    cv2.ellipse(seeds, centre, axes, 0, 0, 360, cv2.GC_PR_FGD, -1)
+    centre, axes = head_ellipse(oval)
+    cv2.ellipse(seeds, tuple(centre.astype(int).tolist()), tuple(axes.astype(int).tolist()), 0, 0, 360,
+                cv2.GC_PR_FGD, -1)
     if person is not None:
         seeds[person < NOT_PERSON] = cv2.GC_BGD
         seeds[(seeds == cv2.GC_PR_FGD) & (person > SURE_PERSON)] = cv2.GC_FGD
@@ -63,6 +59,14 @@ def head_mask(image: np.ndarray, landmarks_px: np.ndarray, person: np.ndarray | 
     if person is not None:
         mask &= (person >= PERSON) | (seeds == cv2.GC_FGD)  # the face inside its oval stays, whatever it says
     return _largest_region(mask)
+
+
+def head_ellipse(oval_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The head around a face oval ([K, 2], y down): the ellipse's centre [2] and semi-axes [2],
+    HEAD_WIDTH ovals wide, from HEAD_TOP above the oval to CHIN_MARGIN below it."""
+    (x0, y0), (x1, y1) = oval_px.min(0), oval_px.max(0)
+    top, bottom = y0 - HEAD_TOP * (y1 - y0), y1 + CHIN_MARGIN * (y1 - y0)
+    return np.array([(x0 + x1) / 2, (top + bottom) / 2]), np.array([HEAD_WIDTH * (x1 - x0) / 2, (bottom - top) / 2])
 
 
 def _below_jaw(oval: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -68,8 +68,8 @@ class CaptureResult:
     log: FitLog
     reenactment: Reenactment | None
     options: CaptureOptions
+    mask_examples: MaskExamples
     timings_s: dict[str, float] = field(default_factory=dict)
-    mask_examples: MaskExamples | None = None
 
     def metadata(self) -> dict:
         """What the bundle records of the capture (JSON-safe)."""
@@ -205,7 +205,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                                        refine_steps=options.track_steps,
                                        progress=progress) if len(info.holdout) else None
     timings["evaluate_s"] = time.perf_counter() - clock
-    return CaptureResult(head, info, fit_log, reenactment, options, timings, mask_examples)
+    return CaptureResult(head, info, fit_log, reenactment, options, mask_examples, timings)
 
 
 def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress: bool = True

@@ -15,7 +15,7 @@ from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_me
 from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
 from capture.head_fit import FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, ssim
-from capture.masks import _JAW, CHIN_MARGIN, HEAD_TOP, HEAD_WIDTH, head_mask
+from capture.masks import _JAW, head_ellipse, head_mask
 from capture.metrics import align_by_landmarks, masked_psnr, nearest_training_frame
 from capture.scaffold import ScaffoldMesh, build_scaffold
 from render.cpu import CpuRenderer
@@ -71,8 +71,6 @@ def test_head_mask_keeps_the_face_and_drops_border_and_neck(mesh):
     landmarks = track.landmarks_px[0]
     mask = head_mask(image, landmarks)
     face = np.zeros(mask.shape, np.uint8)
-    from capture import LANDMARK_GROUPS
-
     cv2.fillPoly(face, [np.round(landmarks[LANDMARK_GROUPS["face_oval"], :2] * 0.9
                                  + landmarks[LANDMARK_GROUPS["face_oval"], :2].mean(0) * 0.1).astype(np.int32)], 1)
     assert mask[face > 0].mean() > 0.97
@@ -101,20 +99,16 @@ def test_scaffold_adds_a_skull_behind_the_face_and_a_mouth_that_opens(mesh):
 def test_skull_reaches_the_head_masks_width_beside_the_jaw(mesh):
     """Hair hanging beside the jaw's corners is inside the head mask; the shell must reach it."""
     scaffold = build_scaffold(mesh.vertices_cm, generic_expression_basis(mesh), mesh.triangles)
-    oval = mesh.vertices_cm[LANDMARK_GROUPS["face_oval"]]
-    (x0, y0), (x1, y1) = oval[:, :2].min(0), oval[:, :2].max(0)
+    oval = mesh.vertices_cm[LANDMARK_GROUPS["face_oval"], :2] * [1, -1]  # seen from the front, y down as in images
+    centre, axes = head_ellipse(oval)
     jaw_y = oval[_JAW][[0, -1], 1].mean()
-    # `head_mask`'s ellipse, in head space (y up): HEAD_TOP above the oval, CHIN_MARGIN below.
-    top, bottom = y1 + HEAD_TOP * (y1 - y0), y0 - CHIN_MARGIN * (y1 - y0)
-    dy = (jaw_y - (top + bottom) / 2) / ((top - bottom) / 2)
-    mask_half_width = HEAD_WIDTH * (x1 - x0) / 2 * math.sqrt(1 - dy**2)
-    skull = scaffold.vertices_cm[np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.SKULL])]
-    band = skull[np.abs(skull[:, 1] - jaw_y) < 0.05 * (y1 - y0)]
-    assert np.abs(band[:, 0] - (x0 + x1) / 2).max() > 0.95 * mask_half_width
+    mask_half_width = axes[0] * math.sqrt(1 - ((jaw_y - centre[1]) / axes[1]) ** 2)
+    skull = scaffold.vertices_cm[np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.SKULL]), :2] * [1, -1]
+    band = skull[np.abs(skull[:, 1] - jaw_y) < 0.05 * np.ptp(oval[:, 1])]
+    assert np.abs(band[:, 0] - centre[0]).max() > 0.95 * mask_half_width
 
 
 def test_teeth_sit_behind_the_lips_the_upper_row_rigid_the_lower_with_the_jaw_alone(mesh):
-    from capture import LANDMARK_GROUPS
     from capture.scaffold import CHIN, TEETH_HEIGHT_CM
 
     basis = generic_expression_basis(mesh)
