@@ -3,7 +3,8 @@ backend's backward pass, L1 + D-SSIM inside the head mask, densification and pru
 
 The mesh (face + scaffold) and each frame's weights and pose are fixed here (they come from
 `capture.face_fit`); what is learned is per Gaussian: position in its triangle's frame,
-rotation, scale, colour, opacity, and its 52 ARKit position offsets (3D Gaussian Blendshapes).
+rotation, scale, colour, opacity, and its 52 ARKit position and colour offsets (3D Gaussian
+Blendshapes).
 Every step renders one random training frame.
 """
 
@@ -34,7 +35,8 @@ NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their t
 # offsets back from expressions the held-out frames go further in than the training frames.
 DELTA_DECAY = 1e-4
 LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
-                  "opacity_logits": 3e-2, "position_deltas_cm": 5e-4}
+                  "opacity_logits": 3e-2, "position_deltas_cm": 5e-4, "color_deltas": 2.5e-3}
+BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas")   # [52, N, 3], pulled to 0 by DELTA_DECAY
 # Positions and their blendshape offsets anneal exponentially to this fraction of their
 # rate over the run (3DGS anneals positions 100x): late steps refine instead of jittering.
 ANNEALED = ("local_positions", "position_deltas_cm")
@@ -98,10 +100,12 @@ def _triangle_frames(vertices: torch.Tensor, triangles: torch.Tensor):
 
 
 class HeadModel(torch.nn.Module):
-    """A GaussianHead whose per-Gaussian arrays are torch parameters (float32)."""
+    """A GaussianHead whose per-Gaussian arrays are torch parameters (float32).
+
+    `color_deltas` is [52, M, 3]: the colour offsets of the M Gaussians listed in `tinted`."""
 
     PARAMETERS = ("local_positions", "local_quaternions", "log_scales", "colors", "opacity_logits",
-                  "position_deltas_cm")
+                  "position_deltas_cm", "color_deltas")
 
     def __init__(self, head: GaussianHead) -> None:
         super().__init__()
@@ -109,11 +113,26 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("vertex_deltas", torch.from_numpy(head.vertex_deltas_cm.reshape(NUM_WEIGHTS, -1).copy()))
         self.register_buffer("triangles", torch.from_numpy(head.triangles.astype(np.int64)))
         self.register_buffer("triangle_ids", torch.from_numpy(head.triangle_ids.astype(np.int64)))
+        # Colour offsets are learnt only where the mesh moves with the weights (the face, the
+        # mouth, the lower teeth): the skull and hair keep their colour, and 40% of the 52 x N x 3
+        # values, their gradients and their Adam state are spared.
+        moving = head.vertex_deltas_cm.any(axis=(0, 2))[head.triangles].any(axis=1)
+        self.register_buffer("moving_triangles", torch.from_numpy(moving))
+        tinted = moving[head.triangle_ids] | head.color_deltas.any(axis=(0, 2))
+        self.register_buffer("tinted", torch.from_numpy(np.flatnonzero(tinted)))
         for name in self.PARAMETERS:
-            setattr(self, name, torch.nn.Parameter(torch.from_numpy(getattr(head, name).copy())))
+            value = getattr(head, name)[:, tinted] if name == "color_deltas" else getattr(head, name)
+            setattr(self, name, torch.nn.Parameter(torch.from_numpy(value.copy())))
 
     def __len__(self) -> int:
         return len(self.triangle_ids)
+
+    def _all_color_deltas(self) -> torch.Tensor:
+        """[52, N, 3] colour offsets of every Gaussian (zeros where not `tinted`)."""
+        deltas = self.color_deltas.detach()
+        full = torch.zeros((NUM_WEIGHTS, len(self), 3), dtype=deltas.dtype, device=deltas.device)
+        full[:, self.tinted] = deltas
+        return full
 
     def forward(self, weights: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor):
         """World-space (means, rotations, scales, opacities, colors) for one frame; as `GaussianHead.evaluate`.
@@ -131,12 +150,15 @@ class HeadModel(torch.nn.Module):
         means = means + offsets @ head_r.T
         rotations = frames @ quaternions_to_matrices(self.local_quaternions)
         scales = k * torch.exp(self.log_scales)
-        return means, rotations, scales, torch.sigmoid(self.opacity_logits), self.colors
+        tints = (weights @ self.color_deltas.reshape(NUM_WEIGHTS, -1)).reshape(-1, 3)
+        colors = self.colors.index_add(0, self.tinted, tints).clamp(0, 1)
+        return means, rotations, scales, torch.sigmoid(self.opacity_logits), colors
 
     def to_head(self) -> GaussianHead:
         """The fitted GaussianHead (colours clipped to [0, 1]), on the CPU whatever the model's device."""
         arrays = {name: getattr(self, name).detach().cpu().numpy().copy() for name in self.PARAMETERS}
         arrays["colors"] = np.clip(arrays["colors"], 0, 1)
+        arrays["color_deltas"] = self._all_color_deltas().cpu().numpy()
         return GaussianHead(neutral_vertices_cm=self.vertices.cpu().numpy(),
                             vertex_deltas_cm=self.vertex_deltas.cpu().numpy().reshape(NUM_WEIGHTS, -1, 3),
                             triangles=self.triangles.cpu().numpy(), triangle_ids=self.triangle_ids.cpu().numpy(),
@@ -173,7 +195,8 @@ def initial_head(scaffold: ScaffoldMesh, frames: FitFrames, rest: int, num_gauss
         triangle_ids=triangle_ids.astype(np.int32), local_positions=local,
         local_quaternions=np.tile([1.0, 0.0, 0.0, 0.0], (num_gaussians, 1)), log_scales=log_scales,
         colors=_initial_colors(points, frames, rest), opacity_logits=np.full(num_gaussians, math.log(0.8 / 0.2)),
-        position_deltas_cm=np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32))
+        position_deltas_cm=np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32),
+        color_deltas=np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32))
 
 
 def _initial_colors(points_cm: np.ndarray, frames: FitFrames, rest: int) -> np.ndarray:
@@ -254,7 +277,7 @@ def posed(frames: FitFrames, f: int, corrections: FrameCorrections | None,
 
 def _optimizer(model: HeadModel) -> torch.optim.Adam:
     return torch.optim.Adam([{"params": [getattr(model, n)], "lr": LEARNING_RATES[n], "name": n,
-                              "weight_decay": DELTA_DECAY if n == "position_deltas_cm" else 0.0}
+                              "weight_decay": DELTA_DECAY if n in BLENDSHAPE_PARAMETERS else 0.0}
                              for n in HeadModel.PARAMETERS], eps=1e-15, fused=True)
 
 
@@ -359,9 +382,16 @@ def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int,
         along_axes = quaternions_to_matrices(model.local_quaternions[chosen]) \
             @ (torch.exp(model.log_scales[chosen]) * noise)[:, :, None]
         offsets = torch.where(split[:, None], along_axes[:, :, 0], 0.1 * noise)
+        triangle_ids = model.triangle_ids[order]
+        was_tinted = torch.zeros(len(model), dtype=torch.bool, device=device)
+        was_tinted[model.tinted] = True
+        tinted = torch.nonzero(model.moving_triangles[triangle_ids] | was_tinted[order])[:, 0]
         for name in HeadModel.PARAMETERS:
-            value = getattr(model, name).detach()
-            value = value[:, order] if name == "position_deltas_cm" else value[order]
+            if name == "color_deltas":
+                value = model._all_color_deltas()[:, order][:, tinted]
+            else:
+                value = getattr(model, name).detach()
+                value = value[:, order] if name in BLENDSHAPE_PARAMETERS else value[order]
             if name == "local_positions" and count:
                 value[-count:] += offsets
                 value[originals[split]] -= offsets[split]
@@ -369,4 +399,4 @@ def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int,
                 value[-count:] -= torch.where(split, math.log(1.6), math.log(1.25))[:, None]
                 value[originals[split]] -= math.log(1.6)
             setattr(model, name, torch.nn.Parameter(value.contiguous()))
-        model.triangle_ids = model.triangle_ids[order]
+        model.triangle_ids, model.tinted = triangle_ids, tinted

@@ -5,9 +5,11 @@ Evaluating a FaceState (all in head space, cm, then the rigid head pose):
 2. triangle frames:  origin c_f (centroid), rotation R_f = [e, n x e, n] with e the
    unit first edge and n the unit normal, scale k_f (mean edge length)
 3. place Gaussians:  x_i = c_f + k_f R_f p_i,  R_i = R_f Q(q_i),  s_i = k_f exp(log_s_i)
-4. add offsets:      x_i += sum_k w_k dx_ik
+4. add offsets:      x_i += sum_k w_k dx_ik,  c_i = clip(c_i + sum_k w_k dc_ik, 0, 1)
 5. head pose:        x -> R_h x + t_h,  R_i -> R_h R_i
-Opacity is stored as a logit and read through a sigmoid, as in 3DGS.
+Opacity is stored as a logit and read through a sigmoid, as in 3DGS. The colour offsets are
+what 3D Gaussian Blendshapes learns besides positions: wrinkles, the mouth's inside, the
+teeth showing, none of which a Gaussian's motion alone can draw.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from render.gaussians import Gaussians
 
 HEAD_ARRAYS = (
     "neutral_vertices_cm", "vertex_deltas_cm", "triangles", "triangle_ids", "local_positions",
-    "local_quaternions", "log_scales", "colors", "opacity_logits", "position_deltas_cm",
+    "local_quaternions", "log_scales", "colors", "opacity_logits", "position_deltas_cm", "color_deltas",
 )
+# Bundles written before colour offsets existed have no "color_deltas": they read as zeros.
+OPTIONAL_ARRAYS = ("color_deltas",)
 
 
 def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
@@ -91,6 +95,7 @@ class GaussianHead:
         colors: [N, 3] RGB in [0, 1].
         opacity_logits: [N] logit of the opacity.
         position_deltas_cm: [52, N, 3] per-Gaussian offset of each ARKit weight, head space.
+        color_deltas: [52, N, 3] per-Gaussian RGB offset of each ARKit weight (None: zeros).
     """
 
     neutral_vertices_cm: np.ndarray
@@ -103,14 +108,18 @@ class GaussianHead:
     colors: np.ndarray
     opacity_logits: np.ndarray
     position_deltas_cm: np.ndarray
+    color_deltas: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         v, f, n = len(self.neutral_vertices_cm), len(self.triangles), len(self.triangle_ids)
+        if self.color_deltas is None:
+            self.color_deltas = np.zeros((NUM_WEIGHTS, n, 3), np.float32)
         shapes = {
             "neutral_vertices_cm": (v, 3), "vertex_deltas_cm": (NUM_WEIGHTS, v, 3), "triangles": (f, 3),
             "triangle_ids": (n,), "local_positions": (n, 3), "local_quaternions": (n, 4), "log_scales": (n, 3),
             "colors": (n, 3), "opacity_logits": (n,), "position_deltas_cm": (NUM_WEIGHTS, n, 3),
+            "color_deltas": (NUM_WEIGHTS, n, 3),
         }
         for name, shape in shapes.items():
             dtype = np.int32 if name in ("triangles", "triangle_ids") else np.float32
@@ -132,11 +141,11 @@ class GaussianHead:
             self._cache["local_rotations"] = quaternions_to_matrices(self.local_quaternions)
             self._cache["opacities"] = (1 / (1 + np.exp(-self.opacity_logits))).astype(np.float32)
             self._cache["local_scales"] = np.exp(self.log_scales).astype(np.float32)
-            # Most Gaussians (hair, skull, neck) have no offsets: blend only the rest.
-            moving = np.flatnonzero(np.any(self.position_deltas_cm != 0, axis=(0, 2)))
-            self._cache["moving"] = moving
-            self._cache["moving_deltas"] = np.ascontiguousarray(
-                self.position_deltas_cm[:, moving].reshape(NUM_WEIGHTS, -1))
+            # Gaussians without offsets (hair, skull) are skipped when blending.
+            for key, deltas in (("moving", self.position_deltas_cm), ("tinted", self.color_deltas)):
+                rows = np.flatnonzero(np.any(deltas != 0, axis=(0, 2)))
+                self._cache[key] = rows
+                self._cache[key + "_deltas"] = np.ascontiguousarray(deltas[:, rows].reshape(NUM_WEIGHTS, -1))
         return self._cache[name]
 
     def blend_mesh(self, weights: np.ndarray) -> np.ndarray:
@@ -162,20 +171,29 @@ class GaussianHead:
         moving = self._constant("moving")
         if len(moving):
             means[moving] += (weights @ self._constant("moving_deltas")).reshape(-1, 3) @ head_r.T
-        return Gaussians(means, rotations, scales, self._constant("opacities"), self.colors)
+        colors, tinted = self.colors, self._constant("tinted")
+        if len(tinted) and weights.any():
+            colors = colors.copy()
+            colors[tinted] = np.clip(colors[tinted] + (weights @ self._constant("tinted_deltas")).reshape(-1, 3), 0, 1)
+        return Gaussians(means, rotations, scales, self._constant("opacities"), colors)
 
     def to_bundle_arrays(self, prefix: str = "head/") -> dict[str, np.ndarray]:
-        """The head's arrays for an `.avatar` bundle, under `prefix`."""
-        return {prefix + name: getattr(self, name) for name in HEAD_ARRAYS}
+        """The head's arrays for an `.avatar` bundle, under `prefix`.
+
+        Colour offsets go in as float16 (within 1/4000 of a full level: far below an 8-bit step),
+        which halves what they add to the file."""
+        arrays = {prefix + name: getattr(self, name) for name in HEAD_ARRAYS}
+        arrays[prefix + "color_deltas"] = self.color_deltas.astype(np.float16)
+        return arrays
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, prefix: str = "head/") -> "GaussianHead":
         """Read the head stored by `to_bundle_arrays`; BundleError if it is missing or inconsistent."""
-        missing = [name for name in HEAD_ARRAYS if prefix + name not in bundle.arrays]
+        missing = [name for name in HEAD_ARRAYS if prefix + name not in bundle.arrays and name not in OPTIONAL_ARRAYS]
         if missing:
             raise BundleError(f"the bundle has no Gaussian head (missing {', '.join(missing)}): "
                               f"make it with `avatar capture` or `avatar demo`")
         try:
-            return cls(**{name: bundle.arrays[prefix + name] for name in HEAD_ARRAYS})
+            return cls(**{name: bundle.arrays[prefix + name] for name in HEAD_ARRAYS if prefix + name in bundle.arrays})
         except ValueError as exc:
             raise BundleError(f"the bundle's Gaussian head is inconsistent ({exc})") from None

@@ -47,6 +47,7 @@ VIDEO_FOLDER = REPO.parent / "shared" / "data" / "video"
 BENCH = {"bench_256": (256, 30_000), "bench_512": (512, 30_000)}
 PRESETS = ("quick", "default")
 DELTA_FLOOR_CM = 1e-4  # returned heads: blendshape offsets under 1 um (a 500th of a pixel) are zeroed, the rest float16
+COLOR_DELTA_FLOOR = 1e-4  # colour offsets under a 40th of an 8-bit level likewise
 
 
 def _options(preset: str) -> CaptureOptions:
@@ -128,8 +129,8 @@ def prepare(args: argparse.Namespace) -> None:
 
 def _save_head(path: Path, head: GaussianHead) -> None:
     arrays = head.to_bundle_arrays()
-    deltas = arrays["head/position_deltas_cm"]
-    arrays["head/position_deltas_cm"] = np.where(np.abs(deltas) < DELTA_FLOOR_CM, 0, deltas).astype(np.float16)
+    for name, floor in (("head/position_deltas_cm", DELTA_FLOOR_CM), ("head/color_deltas", COLOR_DELTA_FLOOR)):
+        arrays[name] = np.where(np.abs(arrays[name]) < floor, 0, arrays[name]).astype(np.float16)
     np.savez_compressed(path, **arrays)
 
 

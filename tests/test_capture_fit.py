@@ -137,8 +137,10 @@ def test_head_model_matches_gaussian_head_evaluate():
     np.testing.assert_allclose(rotations.numpy(), expected.rotations, atol=1e-5)
     np.testing.assert_allclose(scales.numpy(), expected.scales, rtol=1e-5)
     np.testing.assert_allclose(opacities.numpy(), expected.opacities, rtol=1e-6)
+    np.testing.assert_allclose(colors.numpy(), expected.colors, atol=1e-5)
     restored = model.to_head()
     np.testing.assert_allclose(restored.evaluate(state).means, expected.means, atol=1e-5)
+    np.testing.assert_allclose(restored.evaluate(state).colors, expected.colors, atol=1e-6)
 
 
 def _frames_of(head, count: int = 6, size: int = 64) -> FitFrames:
@@ -181,7 +183,8 @@ def test_densify_and_prune_keep_every_array_consistent():
     _densify_and_prune(model, torch.rand(200), 1000, np.random.default_rng(0))
     n = len(model)
     assert n == 180 + 10
-    assert model.position_deltas_cm.shape == (52, n, 3) and model.local_positions.shape == (n, 3)
+    assert model.position_deltas_cm.shape == model.color_deltas.shape == (52, n, 3)
+    assert model.local_positions.shape == (n, 3)
     assert model.to_head().evaluate(FaceState()).means.shape == (n, 3)
 
 
@@ -252,3 +255,19 @@ def test_dataset_has_nerfstudio_transforms_and_nothing_half_written(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, set())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_colour_offsets_are_learnt_where_the_mesh_moves_and_follow_their_gaussians():
+    head = small_head(200)
+    head.vertex_deltas_cm[:] = 0
+    head.vertex_deltas_cm[index_of("jawOpen"), 1, 1] = -0.5    # vertex 1 is in triangle 0 only
+    still = head.triangle_ids == 1
+    head.color_deltas[:, still] = 0
+    model = HeadModel(head)
+    assert torch.equal(model.tinted, torch.from_numpy(np.flatnonzero(~still)))
+    with torch.no_grad():
+        model.opacity_logits[:20] = -10.0
+    _densify_and_prune(model, torch.rand(200), 1000, np.random.default_rng(0))
+    after = model.to_head()
+    assert not after.color_deltas[:, after.triangle_ids == 1].any()
+    np.testing.assert_array_equal(after.color_deltas[:, :180], head.color_deltas[:, 20:])

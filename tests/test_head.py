@@ -22,26 +22,30 @@ def small_head(n: int = 200, seed: int = 0, with_deltas: bool = True) -> Gaussia
     deltas = np.zeros((52, 4, 3), np.float32)
     deltas[index_of("jawOpen"), :2, 1] = -0.5  # the lower edge drops
     position_deltas = rng.normal(size=(52, n, 3)).astype(np.float32) * 0.01 if with_deltas else np.zeros((52, n, 3))
+    color_deltas = rng.normal(size=(52, n, 3)).astype(np.float32) * 0.05 if with_deltas else None
     return GaussianHead(
         neutral_vertices_cm=vertices, vertex_deltas_cm=deltas, triangles=np.array([[0, 1, 2], [0, 2, 3]]),
         triangle_ids=rng.integers(0, 2, n), local_positions=rng.normal(size=(n, 3)) * 0.2,
         local_quaternions=rng.normal(size=(n, 4)), log_scales=rng.normal(size=(n, 3)) - 2,
-        colors=rng.uniform(0, 1, (n, 3)), opacity_logits=rng.normal(size=n), position_deltas_cm=position_deltas)
+        colors=rng.uniform(0, 1, (n, 3)), opacity_logits=rng.normal(size=n), position_deltas_cm=position_deltas,
+        color_deltas=color_deltas)
 
 
 def evaluate_slowly(head: GaussianHead, state: FaceState):
-    """The five steps of `render.head`, written out with plain numpy per Gaussian."""
+    """The five steps of `render.head`, written out with plain numpy per Gaussian: means, rotations, scales, colours."""
     vertices = head.neutral_vertices_cm + np.tensordot(state.weights, head.vertex_deltas_cm, axes=1)
     centroids, frames, scales = triangle_frames(vertices, head.triangles)
     head_r = rotvec_to_matrix(state.head_rotation)
     local_r = quaternions_to_matrices(head.local_quaternions)
-    means, rotations = [], []
+    means, rotations, colors = [], [], []
     for i, f in enumerate(head.triangle_ids):
         x = centroids[f] + scales[f] * frames[f] @ head.local_positions[i]
         x = x + np.tensordot(state.weights, head.position_deltas_cm[:, i], axes=1)
         means.append(head_r @ x + state.head_translation_cm)
         rotations.append(head_r @ frames[f] @ local_r[i])
-    return np.array(means), np.array(rotations), scales[head.triangle_ids, None] * np.exp(head.log_scales)
+        colors.append(np.clip(head.colors[i] + np.tensordot(state.weights, head.color_deltas[:, i], axes=1), 0, 1))
+    return (np.array(means), np.array(rotations), scales[head.triangle_ids, None] * np.exp(head.log_scales),
+            np.array(colors))
 
 
 def test_evaluate_matches_the_equations_written_out():
@@ -49,11 +53,14 @@ def test_evaluate_matches_the_equations_written_out():
     rng = np.random.default_rng(3)
     state = FaceState(weights=rng.uniform(0, 1, 52), head_rotation=[0.3, -0.2, 0.5], head_translation_cm=[1, 2, -40])
     g = head.evaluate(state)
-    means, rotations, scales = evaluate_slowly(head, state)
+    means, rotations, scales, colors = evaluate_slowly(head, state)
     assert np.allclose(g.means, means, atol=1e-4)
     assert np.allclose(g.rotations, rotations, atol=1e-5)
     assert np.allclose(g.scales, scales, rtol=1e-5)
     assert np.allclose(g.opacities, 1 / (1 + np.exp(-head.opacity_logits)), atol=1e-6)
+    assert np.allclose(g.colors, colors, atol=1e-5)
+    assert not np.allclose(g.colors, head.colors, atol=1e-2)   # the offsets tint
+    assert np.array_equal(head.evaluate(FaceState()).colors, head.colors)
 
 
 def test_gaussians_follow_their_triangles_and_the_head_pose():
@@ -130,3 +137,16 @@ def test_read_audio_resamples_and_refuses_non_audio(tmp_path):
         read_audio(tmp_path / "text.wav")
     with pytest.raises(InputError, match="does not exist"):
         read_audio(tmp_path / "missing.wav")
+
+
+def test_head_bundle_round_trip_keeps_colour_offsets_and_reads_older_bundles_without_them():
+    from avatar import Bundle
+
+    head = small_head()
+    arrays = head.to_bundle_arrays()
+    restored = GaussianHead.from_bundle(Bundle(arrays=arrays))
+    assert restored.color_deltas.dtype == np.float32
+    np.testing.assert_allclose(restored.color_deltas, head.color_deltas, atol=2e-4)
+    del arrays["head/color_deltas"]
+    older = GaussianHead.from_bundle(Bundle(arrays=arrays))
+    assert older.color_deltas.shape == (52, len(head), 3) and not older.color_deltas.any()
