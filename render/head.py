@@ -180,7 +180,7 @@ class GaussianHead:
     def to_bundle_arrays(self, prefix: str = "head/") -> dict[str, np.ndarray]:
         """The head's arrays for an `.avatar` bundle, under `prefix`.
 
-        Colour offsets go in as float16 (within 1/4000 of a full level: far below an 8-bit step),
+        Colour offsets go in as float16 (off by at most 1/4096 of full scale, a sixteenth of an 8-bit step),
         which halves what they add to the file."""
         arrays = {prefix + name: getattr(self, name) for name in HEAD_ARRAYS}
         arrays[prefix + "color_deltas"] = self.color_deltas.astype(np.float16)
