@@ -36,7 +36,8 @@ NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their t
 DELTA_DECAY = 1e-4
 LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
                   "opacity_logits": 3e-2, "position_deltas_cm": 5e-4, "color_deltas": 2.5e-3}
-BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas")   # [52, N, 3], pulled to 0 by DELTA_DECAY
+# [52, N, 3] and [52, M, 3] (the `tinted` Gaussians'), both pulled to 0 by DELTA_DECAY.
+BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas")
 # Positions and their blendshape offsets anneal exponentially to this fraction of their
 # rate over the run (3DGS anneals positions 100x): late steps refine instead of jittering.
 ANNEALED = ("local_positions", "position_deltas_cm")
@@ -388,7 +389,7 @@ def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int,
         tinted = torch.nonzero(model.moving_triangles[triangle_ids] | was_tinted[order])[:, 0]
         for name in HeadModel.PARAMETERS:
             if name == "color_deltas":
-                value = model._all_color_deltas()[:, order][:, tinted]
+                value = model._all_color_deltas()[:, order[tinted]]
             else:
                 value = getattr(model, name).detach()
                 value = value[:, order] if name in BLENDSHAPE_PARAMETERS else value[order]
