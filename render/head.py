@@ -29,6 +29,7 @@ HEAD_ARRAYS = (
 )
 # Bundles written before colour offsets existed have no "color_deltas": they read as zeros.
 OPTIONAL_ARRAYS = ("color_deltas",)
+_IDENTITY = np.eye(3, dtype=np.float32)
 
 
 def quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
@@ -78,6 +79,25 @@ def _place(triangle_ids, frames, centroids, tri_scales, local_positions, local_r
                 rotations[i, r, c] = rot
             means[i, r] = centroids[f, r] + k * acc
             scales[i, r] = k * local_scales[i, r]
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _add_offsets(weights, rows, deltas, rotation, clip, out):  # pragma: no cover (compiled)
+    """out[rows[j]] += rotation @ (deltas[j] @ weights) for every j, clipped to [0, 1] if `clip`.
+
+    deltas [M, 3, 52] keeps each row's 156 numbers together, so one pass streams them once. Run on numba's
+    threads, like `_place`: numpy's BLAS threads, left spinning after a product, would fight them for the cores.
+    """
+    for j in numba.prange(len(rows)):
+        i = rows[j]
+        d0 = d1 = d2 = np.float32(0)
+        for k in range(weights.shape[0]):
+            d0 += deltas[j, 0, k] * weights[k]
+            d1 += deltas[j, 1, k] * weights[k]
+            d2 += deltas[j, 2, k] * weights[k]
+        for r in range(3):
+            value = out[i, r] + rotation[r, 0] * d0 + rotation[r, 1] * d1 + rotation[r, 2] * d2
+            out[i, r] = min(max(value, 0.0), 1.0) if clip else value
 
 
 @dataclass
@@ -142,16 +162,19 @@ class GaussianHead:
             self._cache["opacities"] = (1 / (1 + np.exp(-self.opacity_logits))).astype(np.float32)
             self._cache["local_scales"] = np.exp(self.log_scales).astype(np.float32)
             # Gaussians without offsets (hair, skull) are skipped when blending.
-            for key, deltas in (("moving", self.position_deltas_cm), ("tinted", self.color_deltas)):
-                rows = np.flatnonzero(np.any(deltas != 0, axis=(0, 2)))
+            for key, deltas in (("vertices", self.vertex_deltas_cm), ("moving", self.position_deltas_cm),
+                                ("tinted", self.color_deltas)):
+                rows = np.flatnonzero(np.any(deltas != 0, axis=(0, 2))).astype(np.int32)
                 self._cache[key] = rows
-                self._cache[key + "_deltas"] = np.ascontiguousarray(deltas[:, rows].reshape(NUM_WEIGHTS, -1))
+                self._cache[key + "_deltas"] = np.ascontiguousarray(deltas[:, rows].transpose(1, 2, 0))
         return self._cache[name]
 
     def blend_mesh(self, weights: np.ndarray) -> np.ndarray:
         """[52] weights -> [V, 3] mesh vertices in head space (step 1)."""
-        deltas = self.vertex_deltas_cm.reshape(NUM_WEIGHTS, -1)
-        return self.neutral_vertices_cm + (weights @ deltas).reshape(-1, 3)
+        vertices = self.neutral_vertices_cm.copy()
+        _add_offsets(np.asarray(weights, np.float32), self._constant("vertices"), self._constant("vertices_deltas"),
+                     _IDENTITY, False, vertices)
+        return vertices
 
     def evaluate(self, state: FaceState) -> Gaussians:
         """Place every Gaussian for `state` (steps 1-5): world-space Gaussians for a renderer."""
@@ -168,13 +191,11 @@ class GaussianHead:
         _place(self.triangle_ids, world_frames, world_centroids.astype(np.float32), tri_scales.astype(np.float32),
                self.local_positions, self._constant("local_rotations"), self._constant("local_scales"),
                means, rotations, scales)
-        moving = self._constant("moving")
-        if len(moving):
-            means[moving] += (weights @ self._constant("moving_deltas")).reshape(-1, 3) @ head_r.T
+        _add_offsets(weights, self._constant("moving"), self._constant("moving_deltas"), head_r, False, means)
         colors, tinted = self.colors, self._constant("tinted")
         if len(tinted) and weights.any():
             colors = colors.copy()
-            colors[tinted] = np.clip(colors[tinted] + (weights @ self._constant("tinted_deltas")).reshape(-1, 3), 0, 1)
+            _add_offsets(weights, tinted, self._constant("tinted_deltas"), _IDENTITY, True, colors)
         return Gaussians(means, rotations, scales, self._constant("opacities"), colors)
 
     def to_bundle_arrays(self, prefix: str = "head/") -> dict[str, np.ndarray]:

@@ -63,6 +63,18 @@ def test_evaluate_matches_the_equations_written_out():
     assert np.array_equal(head.evaluate(FaceState()).colors, head.colors)
 
 
+def test_evaluate_offsets_only_the_gaussians_that_have_them():
+    head = small_head()
+    still = np.arange(len(head)) % 3 == 0
+    head.position_deltas_cm[:, still] = 0
+    head.color_deltas[:, ~still] = 0
+    state = FaceState(weights=np.random.default_rng(4).uniform(0, 1, 52), head_rotation=[0.1, 0.4, 0])
+    g = head.evaluate(state)
+    means, _, _, colors = evaluate_slowly(head, state)
+    assert np.allclose(g.means, means, atol=1e-4) and np.allclose(g.colors, colors, atol=1e-5)
+    assert np.array_equal(g.colors[~still], head.colors[~still])
+
+
 def test_gaussians_follow_their_triangles_and_the_head_pose():
     head = small_head(with_deltas=False)
     rest = head.evaluate(FaceState())

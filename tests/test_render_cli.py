@@ -85,3 +85,11 @@ def test_bench_render_and_parity_print_the_issue_keys(capsys):
     assert main(["bench", "parity", "--json"]) == 0
     parity = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "cpu" in parity["per_backend"] and parity["psnr_min"] >= 40
+
+
+def test_bench_render_takes_an_avatars_head(avatar_path, capsys):
+    assert main(["bench", "render", "--avatar", str(avatar_path), "--size", "64", "--backend", "cpu", "--frames", "3",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["gaussians"] == 3000 and result["avatar"] == str(avatar_path)
+    assert result["backends"]["cpu"]["fps"] > 0

@@ -28,10 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(run=run_track)
 
     r = kinds.add_parser("render", help="renderer speed per stage on a Gaussian head, every backend on one scene",
-                         description="Places N Gaussians on the sample photo's face, frames it, and renders "
-                                     "frames with the head turning; prints FPS and median ms per stage "
+                         description="Places N Gaussians on the sample photo's face (or takes an avatar's head), "
+                                     "frames it, and renders frames with the head turning and its weights moving; "
+                                     "prints FPS and median ms per stage "
                                      "(deform = GaussianHead.evaluate) of a warm run, and the peak RSS.")
     r.add_argument("--gaussians", type=int, default=30_000, metavar="N", help="Gaussians on the head; default 30000")
+    r.add_argument("--avatar", type=Path, metavar="NAME.avatar",
+                   help="render this avatar's head (a capture's, with its offsets) instead; --gaussians is ignored")
     r.add_argument("--size", type=_size, default=(512, 512), metavar="S|WxH",
                    help="frame size: S for SxS, or WxH; default 512")
     r.add_argument("--backend", default="all", choices=("cpu", "gl", "reference", "all"),
@@ -103,11 +106,15 @@ def _fast_backends(requested: str) -> list[str]:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from avatar.model import Avatar
     from avatar.sample import sample_avatar
     from render import StereoRig, create_renderer
     from render.benchmark import peak_rss_mb, time_backend
 
-    avatar, _, _ = sample_avatar(args.gaussians)
+    if args.avatar is not None:
+        avatar = Avatar.load(args.avatar)
+    else:
+        avatar, _, _ = sample_avatar(args.gaussians)
     head = avatar.head
     width, height = args.size
     camera = avatar.front_camera(width, height)
@@ -121,12 +128,13 @@ def run_render(args: argparse.Namespace) -> int:
         if not args.json:
             stages = ", ".join(f"{k} {v:.2f}" for k, v in results[name]["ms"].items())
             print(f"{name:10s} {results[name]['fps']:8.2f} FPS   ms: {stages}")
-    summary = {"backends": results, "gaussians": args.gaussians, "size": f"{width}x{height}",
-               "stereo": args.stereo, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    summary = {"backends": results, "gaussians": len(head), "size": f"{width}x{height}",
+               "stereo": args.stereo, "avatar": None if args.avatar is None else str(args.avatar),
+               "peak_rss_mb": round(peak_rss_mb(), 1)}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{args.gaussians} Gaussians, {width}x{height}{' x2 (stereo)' if args.stereo else ''}, "
+        print(f"{len(head)} Gaussians, {width}x{height}{' x2 (stereo)' if args.stereo else ''}, "
               f"peak RSS {summary['peak_rss_mb']} MB")
     return 0
 
