@@ -7,6 +7,7 @@ report (and `avatar eval`) scores.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from avatar import InputError, Track
 from capture.corrections import FrameCorrections
+from capture.coverage import expression_peaks, missing_expressions
 from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
@@ -50,6 +52,7 @@ class CaptureInput:
     face: FaceFit
     train: np.ndarray
     holdout: np.ndarray
+    warnings: list[str] = field(default_factory=list)   # expressions the training frames never show
 
 
 @dataclass
@@ -78,6 +81,7 @@ class CaptureResult:
             "source": info.source.path.name, "source_frames": int(len(info.track.time_s)),
             "source_fps": info.source.fps, "train_frames": info.train.tolist(),
             "holdout_frames": info.holdout.tolist(),
+            "expression_peaks": expression_peaks(info.track.weights[info.train]), "warnings": info.warnings,
             "focal_scale": info.face.camera.fx_px / info.track.camera.fx_px,
             "options": asdict(self.options), "iterations_done": len(self.log.loss),
             "fit_seconds": round(self.log.seconds, 1),
@@ -111,7 +115,10 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
         face.head_rotation[held] = refined.head_rotation[held]
         face.head_translation_cm[held] = refined.head_translation_cm[held]
         face.rms_px[held] = refined.rms_px[held]
-    return CaptureInput(source, track, stats, face, train, held)
+    warnings = missing_expressions(track.weights[train], name) if source.kind == "video" else []
+    for warning in warnings:
+        logging.getLogger(__name__).warning(warning)
+    return CaptureInput(source, track, stats, face, train, held, warnings)
 
 
 def training_indices(info: CaptureInput, max_frames: int = MAX_TRAIN_FRAMES) -> np.ndarray:

@@ -52,6 +52,11 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys)
     metrics = json.loads((report / "metrics.json").read_text())
     assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames", "landmark_psnr"} <= set(metrics)
     assert metrics["frames"] == 8
+    # The astronaut sways but never opens her mouth or blinks: the capture says so, and what to record.
+    assert [w.split(" (")[0] for w in metrics["warnings"]] == [
+        "the training frames of astronaut.mp4 never show an open mouth",
+        "the training frames of astronaut.mp4 never show a blink"]
+    assert info["warnings"] == metrics["warnings"] and set(metrics["expression_peaks"]) == {"an open mouth", "a blink"}
     frames = [row["frame"] for row in metrics["per_frame"]]
     assert frames == info["holdout_frames"] and metrics["psnr"] == pytest.approx(
         np.mean([row["psnr"] for row in metrics["per_frame"]]), abs=1e-3)
@@ -164,6 +169,7 @@ def test_a_photo_gives_a_one_shot_avatar(tmp_path, face_model_path):
     assert info["holdout_frames"] == [] and info["train_frames"] == [0] and info["metrics"] is None
     metrics = json.loads(out.with_name("photo.report").joinpath("metrics.json").read_text())
     assert "psnr" not in metrics and metrics["train_frames"] == 1
+    assert metrics["warnings"] == []  # one photo shows one expression: nothing to re-record for it
 
 
 def test_a_video_with_speech_goes_through_speech_tuning(tmp_path, face_model_path, capsys):

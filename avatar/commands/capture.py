@@ -101,7 +101,8 @@ def run_capture(args: argparse.Namespace) -> int:
                   if scores else {}),
                "gaussians": len(result.head),
                "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
-               "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train)}
+               "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train),
+               "expression_peaks": metadata["expression_peaks"], "warnings": metadata["warnings"]}
     if scores:
         metrics["per_frame"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
                                 for row in scores.per_frame]
