@@ -248,3 +248,12 @@ def test_capture_help_states_the_presets_defaults():
                         ("fit_minutes", "fit_minutes")):
         expected = f"default {getattr(default, field):g}; --quick {getattr(quick, field):g}"
         assert expected in helps[dest], f"--{dest}: {helps[dest]!r} should say {expected!r}"
+
+
+def test_bench_capture_scores_each_video_with_a_fixed_step_count(video, tmp_path, capsys):
+    assert main(["bench", "capture", str(video), "--quick", "--iterations", "6", "--fit-minutes", "0",
+                 "--keep", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["astronaut.mp4"]
+    assert result["iterations"] == 6 and result["frames"] == 8
+    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "margin_db", "minutes"} <= set(result)
+    assert (tmp_path / "astronaut.avatar").exists() and (tmp_path / "astronaut.report" / "holdout.png").exists()

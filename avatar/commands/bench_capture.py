@@ -31,6 +31,9 @@ def add_parsers(kinds: argparse._SubParsersAction) -> None:
     c.add_argument("videos", type=Path, nargs="*", help="videos or folders of videos (default: ../shared/data/video)")
     c.add_argument("--quick", action="store_true", help="the --quick preset")
     c.add_argument("--iterations", type=int, help="override the preset's fitting steps")
+    c.add_argument("--fit-minutes", type=float,
+                   help="override the preset's cap on fitting time; 0 = none, so that a fixed --iterations gives "
+                        "the same fit whatever the machine's load (for A/B comparisons)")
     c.add_argument("--keep", type=Path, help="keep the avatars and their reports (pictures) in this folder")
     c.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     c.set_defaults(run=run_capture)
@@ -95,6 +98,8 @@ def run_capture(args: argparse.Namespace) -> int:
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     if args.iterations:
         options = dataclasses.replace(options, iterations=args.iterations)
+    if args.fit_minutes is not None:
+        options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
     results = {}
     with tempfile.TemporaryDirectory(prefix="avatar-bench-capture-") as scratch:
         folder = args.keep or Path(scratch)
@@ -112,12 +117,12 @@ def run_capture(args: argparse.Namespace) -> int:
                 write_curves(report / "curves.png", result.log, r)
             results[video.name] = {**r.summary(), "landmark_psnr": round(r.landmark_psnr, 3),
                                    "landmark_ssim": round(r.landmark_ssim, 4), "gaussians": len(result.head),
-                                   "minutes": round(minutes, 2),
+                                   "iterations": len(result.log.loss), "minutes": round(minutes, 2),
                                    "margin_db": round(r.psnr - r.baseline_psnr, 2)}
             print(f"{video.name}: PSNR {r.psnr:.2f} dB (baseline {r.baseline_psnr:.2f}, margin "
                   f"{r.psnr - r.baseline_psnr:+.2f}; {r.landmark_psnr:.2f} at the landmark pose), SSIM {r.ssim:.4f} "
                   f"(baseline {r.baseline_ssim:.4f}), "
-                  f"{len(result.head)} Gaussians, {minutes:.1f} min", flush=True)
+                  f"{len(result.head)} Gaussians, {len(result.log.loss)} steps, {minutes:.1f} min", flush=True)
     if args.json:
         print(json.dumps(results))
     return 0
