@@ -2,10 +2,10 @@
 
 An expression the training frames never show is guessed by the avatar: the face mesh's
 blendshapes still move its Gaussians, but nothing taught them how it looks (the inside of an
-open mouth, closed eyelids). Measured on the test videos: `liveportrait_d3` never opens its
-mouth in the frames it is fitted on (jawOpen peaks at 0.07) and opens it to 0.55 in its
-held-out frames, which score 6 dB below the clips whose held-out frames stay within the
-training range. So a capture says which ones it lacks, and what to record to get them.
+open mouth, closed eyelids). On the test videos, `liveportrait_d3` never opens its mouth in
+the frames it is fitted on (jawOpen peaks at 0.075) and opens it to 0.55 in its held-out
+frames, where face Gaussians that sat hidden between the closed lips come into view as a dark
+smear. So a capture says which expressions it lacks, and what to record to get them.
 """
 
 from __future__ import annotations
@@ -51,6 +51,6 @@ def expression_peaks(weights: np.ndarray) -> dict[str, float]:
 def missing_expressions(weights: np.ndarray, source: str) -> list[str]:
     """One line per expression that the [T, 52] weights never show: what the avatar will guess, and what to record."""
     peaks = expression_peaks(weights)
-    return [f"the training frames of {source} never show {e.name} ({' and '.join(e.weights)} peaks at "
+    return [f"the training frames of {source} never show {e.name} ({'/'.join(e.weights)} peaks at "
             f"{peaks[e.name]:.2f}, under {e.shown_at:g}): the avatar's will be a guess; to capture it, {e.advice} "
             "in the video" for e in EXPRESSIONS if peaks[e.name] < e.shown_at]
