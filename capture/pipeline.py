@@ -52,7 +52,18 @@ class CaptureInput:
     face: FaceFit
     train: np.ndarray
     holdout: np.ndarray
-    warnings: list[str] = field(default_factory=list)   # expressions the training frames never show
+
+    @property
+    def expression_peaks(self) -> dict[str, float]:
+        """How far the training frames go in the expressions `capture.coverage` checks."""
+        return expression_peaks(self.track.weights[self.train])
+
+    @property
+    def warnings(self) -> list[str]:
+        """The expressions a video's training frames never show, with what to record (none for photos)."""
+        if self.source.kind != "video":
+            return []
+        return missing_expressions(self.track.weights[self.train], self.source.path.name)
 
 
 @dataclass
@@ -81,7 +92,7 @@ class CaptureResult:
             "source": info.source.path.name, "source_frames": int(len(info.track.time_s)),
             "source_fps": info.source.fps, "train_frames": info.train.tolist(),
             "holdout_frames": info.holdout.tolist(),
-            "expression_peaks": expression_peaks(info.track.weights[info.train]), "warnings": info.warnings,
+            "expression_peaks": info.expression_peaks, "warnings": info.warnings,
             "focal_scale": info.face.camera.fx_px / info.track.camera.fx_px,
             "options": asdict(self.options), "iterations_done": len(self.log.loss),
             "fit_seconds": round(self.log.seconds, 1),
@@ -115,10 +126,10 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
         face.head_rotation[held] = refined.head_rotation[held]
         face.head_translation_cm[held] = refined.head_translation_cm[held]
         face.rms_px[held] = refined.rms_px[held]
-    warnings = missing_expressions(track.weights[train], name) if source.kind == "video" else []
-    for warning in warnings:
+    info = CaptureInput(source, track, stats, face, train, held)
+    for warning in info.warnings:
         logging.getLogger(__name__).warning(warning)
-    return CaptureInput(source, track, stats, face, train, held, warnings)
+    return info
 
 
 def training_indices(info: CaptureInput, max_frames: int = MAX_TRAIN_FRAMES) -> np.ndarray:
