@@ -23,7 +23,9 @@ from render import GaussianHead
 class CaptureOptions:
     """How hard to fit. The defaults aim at quality within 15 min for 20 s of 512x512 video on 2 cores:
     fitting stops after `iterations` steps or `fit_minutes`, whichever comes first (a head that
-    fills more of the frame costs more per step). `refine_poses` refines the training frames'
+    fills more of the frame costs more per step), and, fitting on the CPU, early enough that the
+    whole capture, held-out scoring included, ends within `minutes` (`capture.pipeline.fit_time_limit`;
+    `fit_minutes` None lifts both limits). `refine_poses` refines the training frames'
     tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
     photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`).
     `device` is where the Gaussians are fitted (`render.cuda.fitting_device`: "auto" takes a CUDA
@@ -35,7 +37,8 @@ class CaptureOptions:
     max_gaussians: int = 45_000
     holdout: float = 0.2
     seed: int = 0
-    fit_minutes: float | None = 11.5
+    fit_minutes: float | None = 13.5
+    minutes: float | None = 14.5
     refine_poses: bool = True
     track_steps: int = REFINE_STEPS
     device: str = "auto"
@@ -44,7 +47,7 @@ class CaptureOptions:
     def quick(cls) -> "CaptureOptions":
         """A fast, low-resolution fit (~2-3 min)."""
         return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.2,
-                   track_steps=3)
+                   minutes=2.8, track_steps=3)
 
 
 
@@ -57,7 +60,8 @@ def starting_head(face: FaceFit, frames: FitFrames, options: CaptureOptions) -> 
 
 def fit_gaussians(model: HeadModel, frames: FitFrames, options: CaptureOptions,
                   corrections: FrameCorrections | None, **kwargs) -> FitLog:
-    """`fit_head` with the options' steps, time limit, Gaussian budget and seed (`kwargs`: start, log, on_step)."""
+    """`fit_head` with the options' steps, Gaussian budget and seed (`kwargs`: start, log, on_step, and
+    max_seconds, by default `fit_minutes`)."""
+    kwargs.setdefault("max_seconds", options.fit_minutes * 60 if options.fit_minutes else None)
     return fit_head(model, frames, options.iterations, max_gaussians=options.max_gaussians, seed=options.seed,
-                    corrections=corrections, max_seconds=options.fit_minutes * 60 if options.fit_minutes else None,
-                    **kwargs)
+                    corrections=corrections, **kwargs)

@@ -45,6 +45,9 @@ ANNEAL_TO = 0.05
 REGION_SHARE = {ScaffoldMesh.FACE: 0.55, ScaffoldMesh.SKULL: 0.40, ScaffoldMesh.MOUTH: 0.05}
 THICKNESS = {ScaffoldMesh.FACE: 0.15, ScaffoldMesh.SKULL: 0.5, ScaffoldMesh.MOUTH: 0.3}
 
+TimeLimit = float | Callable[[float], float]
+"""How long a fit may run (s): fixed, or a function of the mean seconds per step so far."""
+
 
 @dataclass
 class FitFrames:
@@ -284,12 +287,13 @@ def _optimizer(model: HeadModel) -> torch.optim.Adam:
 
 def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int = 0, log: FitLog | None = None,
              densify_until: float = 0.6, densify_every: int = 400, max_gaussians: int = 60_000, seed: int = 0,
-             max_seconds: float | None = None, on_step: Callable[[int, FitLog], None] | None = None,
+             max_seconds: TimeLimit | None = None, on_step: Callable[[int, FitLog], None] | None = None,
              corrections: FrameCorrections | None = None, refine_from: float = 0.1) -> FitLog:
     """Run steps `start`..`iterations` - 1, or until `max_seconds` have passed; returns the log
     (extended when given; `len(log.loss)` is the steps done).
 
-    The run's progress is the larger of step / `iterations` and time / `max_seconds`. Position
+    The run's progress is the larger of step / `iterations` and time / `max_seconds` (a
+    `TimeLimit`: seconds, or a function of the mean seconds a step has taken so far). Position
     learning rates anneal by `ANNEAL_TO` over it. Every `densify_every` steps while progress is
     under `densify_until`, Gaussians whose world position gradient is in the top 5% are split or
     cloned (up to `max_gaussians`) and those under 2% opacity are pruned. With `corrections`
@@ -313,7 +317,9 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     box = [head_box(m) for m in frames.masks]
     for step in range(start, iterations):
         elapsed = time.perf_counter() - began
-        progress = min(1.0, max(step / iterations, elapsed / max_seconds if max_seconds else 0.0))
+        limit = max_seconds(elapsed / (step - start) if step > start else 0.0) if callable(max_seconds) \
+            else max_seconds
+        progress = min(1.0, max(step / iterations, elapsed / limit if limit else 0.0))
         for group in optimizer.param_groups:
             if group["name"] in ANNEALED:
                 group["lr"] = LEARNING_RATES[group["name"]] * ANNEAL_TO ** progress
@@ -344,7 +350,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
             log.gaussians.append((step + 1, len(model)))
         if on_step is not None:
             on_step(step, log)
-        if max_seconds is not None and time.perf_counter() - began > max_seconds:
+        if limit is not None and time.perf_counter() - began > limit:
             break
     log.seconds += time.perf_counter() - began
     return log

@@ -25,10 +25,10 @@ from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
 from capture.frames import decode_frames, fit_size, frame_masks
 from capture.fitting import CaptureOptions, fit_gaussians, starting_head
-from capture.head_fit import FitFrames, FitLog, HeadModel
+from capture.head_fit import FitFrames, FitLog, HeadModel, TimeLimit
 from capture.media import MediaSource, open_media
 from capture.model_files import PERSON_SEGMENTER, resolve_model
-from capture.reenactment import Reenactment, evaluate_reenactment
+from capture.reenactment import EVAL_SIZE_PX, Reenactment, evaluate_reenactment
 from capture.tracking import TrackingStats, track_media
 from render import GaussianHead
 from render.cuda import fitting_device
@@ -40,6 +40,13 @@ MIN_BRIGHTNESS = 0.12      # mean of the head's pixels, 0..1
 CHECKPOINT_EVERY = 500
 MAX_TRAIN_FRAMES = 600     # decoded for fitting (20 s at 30 fps); longer videos are subsampled
 MASK_EXAMPLES = 6          # training frames shown with their masks in the report
+# Scoring a held-out frame costs about its tracking steps and this many more (two renders, its
+# mask, SSIM) in fitting steps, times the scoring size over the fitting size. Measured on d9
+# (117 held-out frames): 1.07 s a frame at 8 steps with 128-ms fitting steps at 512 px, 0.36 s
+# at 3 steps with 36-ms steps at 256 px.
+SCORING_EXTRA_STEPS = 2
+FINISHING_S = 40.0         # the speech model's tuning (24 s on d9), the bundle, the report, start-up
+MIN_FIT_SHARE = 0.25       # of `fit_minutes`, however long scoring will take
 
 
 @dataclass
@@ -159,6 +166,25 @@ def training_frames(info: CaptureInput, size_px: int, progress: bool = True,
                      info.face.head_translation_cm[picked].astype(np.float32))
 
 
+def fit_time_limit(options: CaptureOptions, spent_s: float, holdout_frames: int) -> TimeLimit | None:
+    """How long the fit may run: `options.fit_minutes`, and fitting on the CPU, no longer than
+    leaves time, after the `spent_s` already spent, to score `holdout_frames` and finish within
+    `options.minutes`. Scoring's pace is the fit's own (a step's cost scaled from the fitting size
+    to the scoring size), so the limit is a function of it. Never under `MIN_FIT_SHARE` of
+    `fit_minutes`: a long video's capture then runs over rather than fits nothing."""
+    if not options.fit_minutes:
+        return None
+    cap_s = options.fit_minutes * 60
+    if not options.minutes or options.device != "cpu":
+        return cap_s  # a GPU's step says nothing of scoring's pace on the CPU
+    scoring_steps = holdout_frames * (options.track_steps + SCORING_EXTRA_STEPS) * EVAL_SIZE_PX / options.train_size_px
+    left_s = options.minutes * 60 - spent_s - FINISHING_S
+
+    def limit(step_s: float) -> float:
+        return min(cap_s, max(MIN_FIT_SHARE * cap_s, left_s - scoring_steps * step_s))
+    return limit
+
+
 def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(), *,
             checkpoint: Path | None = None, resume: bool = False, progress: bool = True) -> CaptureResult:
     """The whole capture; `checkpoint` is written every CHECKPOINT_EVERY steps and at the end,
@@ -166,7 +192,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     timings: dict[str, float] = {}
     device = fitting_device(options.device)
     options = replace(options, device=device.type)
-    clock = time.perf_counter()
+    began = clock = time.perf_counter()
     info = prepare(path, options.holdout, progress)
     timings["track_and_face_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -214,7 +240,8 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
             if (step + 1) % CHECKPOINT_EVERY == 0:
                 save_checkpoint(step + 1)
 
-        fit_gaussians(model, frames, options, corrections, start=start, log=fit_log, on_step=on_step)
+        fit_gaussians(model, frames, options, corrections, start=start, log=fit_log, on_step=on_step,
+                      max_seconds=fit_time_limit(options, time.perf_counter() - began, len(info.holdout)))
     save_checkpoint(len(fit_log.loss))
     timings["fit_s"] = time.perf_counter() - clock
     clock = time.perf_counter()

@@ -195,6 +195,8 @@ def test_a_video_with_speech_goes_through_speech_tuning(tmp_path, face_model_pat
 def test_bad_options_and_a_broken_checkpoint_are_one_line(captured, video, tmp_path, capsys):
     assert main(["capture", str(video), "-o", str(tmp_path / "x.avatar"), "--iterations", "0"]) == 1
     assert "--iterations must be at least 1" in capsys.readouterr().err
+    assert main(["capture", str(video), "-o", str(tmp_path / "x.avatar"), "--minutes", "-1"]) == 1
+    assert "--minutes must be 0 (no limit) or more" in capsys.readouterr().err
     broken = tmp_path / "broken.avatar"
     broken.with_name("broken.avatar.ckpt").write_bytes(b"not a checkpoint")
     assert main(["capture", str(video), "-o", str(broken), "--resume", "--iterations", "3", "--size", "64",
@@ -245,7 +247,7 @@ def test_capture_help_states_the_presets_defaults():
     helps = {a.dest: a.help for a in commands.choices["capture"]._actions}
     default, quick = CaptureOptions(), CaptureOptions.quick()
     for dest, field in (("iterations", "iterations"), ("gaussians", "num_gaussians"), ("size", "train_size_px"),
-                        ("fit_minutes", "fit_minutes")):
+                        ("fit_minutes", "fit_minutes"), ("minutes", "minutes")):
         expected = f"default {getattr(default, field):g}; --quick {getattr(quick, field):g}"
         assert expected in helps[dest], f"--{dest}: {helps[dest]!r} should say {expected!r}"
 

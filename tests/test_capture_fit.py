@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import json
+import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
 from capture.head_fit import FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, ssim
 from capture.masks import _JAW, head_ellipse, head_mask
-from capture.metrics import align_by_landmarks, masked_psnr, nearest_training_frame
+from capture.metrics import align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame
 from capture.scaffold import ScaffoldMesh, build_scaffold
 from render.cpu import CpuRenderer
 from tests.test_head import small_head
@@ -176,6 +177,31 @@ def test_fitting_brings_a_perturbed_head_back_to_its_frames():
     assert np.mean(log.psnr[-10:]) > np.mean(log.psnr[:10]) + 6
 
 
+def test_a_time_limit_of_the_steps_pace_stops_the_fit_when_it_runs_out():
+    paces = []
+
+    def limit(step_s: float) -> float:
+        paces.append(step_s)
+        return 5 * step_s if step_s else 60.0  # about five steps' worth, whatever the machine
+
+    log, _ = fit_perturbed_head(densify_every=10**6, max_seconds=limit)
+    assert 4 <= len(log.loss) <= 8 and paces[0] == 0.0 and all(p > 0 for p in paces[1:])
+
+
+def test_the_fit_leaves_time_to_score_the_held_out_frames_within_the_budget():
+    from capture.pipeline import FINISHING_S, MIN_FIT_SHARE, SCORING_EXTRA_STEPS, CaptureOptions, fit_time_limit
+
+    options = CaptureOptions(fit_minutes=10.0, minutes=14.0, train_size_px=256, track_steps=5, device="cpu")
+    limit = fit_time_limit(options, spent_s=60.0, holdout_frames=100)
+    steps = 100 * (5 + SCORING_EXTRA_STEPS) * 512 / 256
+    assert limit(0.0) == 600.0  # capped by fit_minutes
+    assert limit(0.1) == pytest.approx(14 * 60 - 60 - FINISHING_S - steps * 0.1)
+    assert limit(1.0) == MIN_FIT_SHARE * 600.0  # scoring alone would overrun: the fit still gets its share
+    assert fit_time_limit(replace(options, minutes=None), 60.0, 100) == 600.0
+    assert fit_time_limit(replace(options, device="cuda"), 60.0, 100) == 600.0
+    assert fit_time_limit(replace(options, fit_minutes=None), 60.0, 100) is None
+
+
 def test_densify_and_prune_keep_every_array_consistent():
     model = HeadModel(small_head(200))
     with torch.no_grad():
@@ -206,6 +232,19 @@ def test_ssim_is_one_for_equal_images_and_lower_for_noise():
     image = torch.rand(40, 50, 3)
     assert float(ssim(image, image)) == pytest.approx(1.0, abs=1e-5)
     assert float(ssim(image, (image + 0.2 * torch.randn_like(image)).clamp(0, 1))) < 0.9
+
+
+def test_masked_ssim_on_the_masks_box_equals_it_on_the_whole_frame():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(4)
+    truth = cv2.GaussianBlur(rng.uniform(0, 1, (96, 80, 3)).astype(np.float32), (0, 0), 1.5)
+    image = np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1).astype(np.float32)
+    _, full = structural_similarity(image, truth, channel_axis=2, data_range=1.0, full=True)
+    for rows, cols in ((slice(30, 70), slice(20, 60)), (slice(0, 10), slice(70, 80))):  # inside, and at a corner
+        mask = np.zeros(truth.shape[:2], bool)
+        mask[rows, cols] = True
+        assert masked_ssim(image, truth, mask) == pytest.approx(float(full.mean(axis=2)[mask].mean()), abs=1e-12)
 
 
 def test_metrics_and_retrieval():

@@ -32,8 +32,10 @@ def add_parsers(kinds: argparse._SubParsersAction) -> None:
     c.add_argument("--quick", action="store_true", help="the --quick preset")
     c.add_argument("--iterations", type=int, help="override the preset's fitting steps")
     c.add_argument("--fit-minutes", type=float,
-                   help="override the preset's cap on fitting time; 0 = none, so that a fixed --iterations gives "
-                        "the same fit whatever the machine's load (for A/B comparisons)")
+                   help="override the preset's cap on fitting time; 0 = no time limit on the fit at all (nor "
+                        "--minutes'), so that a fixed --iterations gives the same fit whatever the machine's load "
+                        "(for A/B comparisons)")
+    c.add_argument("--minutes", type=float, help="override the preset's time budget for each whole capture; 0 = none")
     c.add_argument("--keep", type=Path, help="keep the avatars and their reports (pictures) in this folder")
     c.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     c.set_defaults(run=run_capture)
@@ -100,6 +102,8 @@ def run_capture(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, iterations=args.iterations)
     if args.fit_minutes is not None:
         options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
+    if args.minutes is not None:
+        options = dataclasses.replace(options, minutes=args.minutes or None)
     results = {}
     with tempfile.TemporaryDirectory(prefix="avatar-bench-capture-") as scratch:
         folder = args.keep or Path(scratch)

@@ -21,7 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--quick", action="store_true", help="a fast low-resolution fit (~2-3 min)")
     c.add_argument("--iterations", type=int, help="fitting steps (default 10000; --quick 2500)")
     c.add_argument("--fit-minutes", type=float,
-                   help="stop fitting after this long even if steps remain (default 11.5; --quick 1.2; 0: no limit)")
+                   help="stop fitting after this long even if steps remain (default 13.5; --quick 1.2; 0: no time "
+                        "limit on the fit at all, nor --minutes')")
+    c.add_argument("--minutes", type=float,
+                   help="time budget for the whole capture: fitting on the CPU stops early enough to score the "
+                        "held-out frames within it (default 14.5; --quick 2.8; 0: none)")
     c.add_argument("--gaussians", type=int, help="Gaussians to start with (default 30000; --quick 12000)")
     c.add_argument("--size", type=int, help="fitting resolution, longer side in px (default 512; --quick 256)")
     c.add_argument("--holdout", type=float, default=0.2, help="share of the frames held out, from the end; default 0.2")
@@ -72,6 +76,9 @@ def run_capture(args: argparse.Namespace) -> int:
     for name, low in (("iterations", 1), ("gaussians", 100), ("size", 32)):
         if getattr(args, name) is not None and getattr(args, name) < low:
             raise InputError(f"--{name} must be at least {low}, got {getattr(args, name)}")
+    for name in ("fit_minutes", "minutes"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be 0 (no limit) or more, got {getattr(args, name)}")
     torch.set_num_threads(2)
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     overrides = {"iterations": args.iterations, "num_gaussians": args.gaussians, "train_size_px": args.size}
@@ -79,6 +86,8 @@ def run_capture(args: argparse.Namespace) -> int:
                                   **{k: v for k, v in overrides.items() if v is not None})
     if args.fit_minutes is not None:
         options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
+    if args.minutes is not None:
+        options = dataclasses.replace(options, minutes=args.minutes or None)
     checkpoint = args.output.with_name(args.output.name + ".ckpt")
     result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
     metadata = result.metadata()
