@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("avatar", type=Path, help=".avatar bundle made by avatar capture")
     e.add_argument("video", type=Path, help="video of the same person")
     e.add_argument("--track-steps", type=int,
-                   help="photometric tracking steps per held-out frame (default: the capture's, 8 or --quick 3; "
+                   help="photometric tracking steps per held-out frame (default: the capture's, 16 or --quick 3; "
                         "0: the landmark pose and MediaPipe's weights as they are)")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
