@@ -24,14 +24,15 @@ SSIM_WINDOW = 7
 def masked_ssim(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """Mean of the SSIM map (7x7 windows, per channel) over the pixels in `mask`.
 
-    Computed on the mask's bounding box grown by half a window, which holds every window a
-    masked pixel's value depends on: the same number as on the whole frame, for a fraction of it.
+    Computed on the mask's bounding box grown by a window (half would do), which holds every
+    window a masked pixel's value depends on: the same number as on the whole frame, for a
+    fraction of the work, and never a box narrower than a window.
     """
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if not len(rows):
         return float("nan")
-    half = SSIM_WINDOW // 2
-    box = (slice(max(0, rows[0] - half), rows[-1] + half + 1), slice(max(0, cols[0] - half), cols[-1] + half + 1))
+    grow = SSIM_WINDOW
+    box = (slice(max(0, rows[0] - grow), rows[-1] + grow + 1), slice(max(0, cols[0] - grow), cols[-1] + grow + 1))
     _, full = structural_similarity(image[box], truth[box], win_size=SSIM_WINDOW, channel_axis=2, data_range=1.0,
                                     full=True)
     return float(full.mean(axis=2)[mask[box]].mean())
