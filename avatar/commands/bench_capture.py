@@ -32,8 +32,8 @@ def add_parsers(kinds: argparse._SubParsersAction) -> None:
     c.add_argument("--quick", action="store_true", help="the --quick preset")
     c.add_argument("--iterations", type=int, help="override the preset's fitting steps")
     c.add_argument("--fit-minutes", type=float,
-                   help="override the preset's cap on fitting time; 0 = no time limit on the fit at all (nor "
-                        "--minutes'), so that a fixed --iterations gives the same fit whatever the machine's load "
+                   help="override the preset's cap on fitting time; 0 = no time limit on the fit at all (nor the "
+                        "--minutes budget), so that a fixed --iterations gives the same fit whatever the machine's load "
                         "(for A/B comparisons)")
     c.add_argument("--minutes", type=float, help="override the preset's time budget for each whole capture; 0 = none")
     c.add_argument("--keep", type=Path, help="keep the avatars and their reports (pictures) in this folder")

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--iterations", type=int, help="fitting steps (default 10000; --quick 2500)")
     c.add_argument("--fit-minutes", type=float,
                    help="stop fitting after this long even if steps remain (default 13.5; --quick 1.2; 0: no time "
-                        "limit on the fit at all, nor --minutes')")
+                        "limit on the fit at all, nor the --minutes budget)")
     c.add_argument("--minutes", type=float,
                    help="time budget for the whole capture: fitting on the CPU stops early enough to score the "
                         "held-out frames within it (default 14.5; --quick 2.8; 0: none)")
