@@ -21,7 +21,9 @@ fitting problem itself, the same arrays `avatar capture` hands to `fit_head`:
 
 On the GPU machine of 2026-11-26 (torch 2.11 + CUDA 13, no registry), gsplat went over as
 its wheel, installed with `pip install --no-index --no-deps --target /tmp/site`, and built
-its kernels on first import with MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 (60 s)."""
+its kernels on first import with MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 (60-85 s). A default
+fit's head comes back in about 12 MB (45k Gaussians, 5 min on an H100 with 8 fits at once);
+what a device call returns is bounded (8 files, 64 MiB together), so fit at most five a call."""
 
 from __future__ import annotations
 
@@ -185,6 +187,13 @@ def run(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in (("fit_minutes", args.fit_minutes), ("iterations", args.iterations),
                                    ("max_gaussians", args.max_gaussians)) if v is not None}
     overrides.setdefault("fit_minutes", None)
+    if args.device == "cuda":
+        # gsplat builds its kernels on first use: once here, before the fits' processes would
+        # each wait on the build's lock (4 fits at once spent 220 s in their first step).
+        from render.cuda import cuda_unavailable_reason
+
+        if reason := cuda_unavailable_reason():
+            raise SystemExit(reason)
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     began = time.perf_counter()
     with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
