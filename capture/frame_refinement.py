@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from avatar import Camera
 from capture.corrections import CorrectionRates, FrameCorrections
-from capture.head_fit import BACKGROUND, FitFrames, HeadModel, frame_loss, head_box, posed
+from capture.head_fit import BACKGROUND, FitFrames, HeadModel, edge_band_px, frame_loss, head_box, posed
 from render import GaussianHead
 from render.differentiable import rasterizer_for
 
@@ -41,6 +41,7 @@ def refine_frames(head: GaussianHead, camera: Camera, images: np.ndarray, masks:
                        translations_cm.astype(np.float32))
     corrections = FrameCorrections.zeros(len(frames), rates)
     rasterize = rasterizer_for("cpu")
+    band_px = edge_band_px(camera)
     for f in tqdm(range(len(frames)), unit="frame", desc="tracking", disable=not progress, leave=False):
         if f:
             corrections.carry(f - 1, f)
@@ -48,7 +49,7 @@ def refine_frames(head: GaussianHead, camera: Camera, images: np.ndarray, masks:
         for _ in range(steps):
             rows = corrections.rows(f)
             image = rasterize(camera, *model(*posed(frames, f, corrections, rows)), BACKGROUND)
-            loss, _ = frame_loss(image, images[f], masks[f], box)
+            loss, _ = frame_loss(image, images[f], masks[f], box, band_px)
             loss.backward()
             corrections.step(f, rows, torch.from_numpy(frames.weights[f]))
     return corrections.applied(frames.weights, frames.rotations, frames.translations_cm)

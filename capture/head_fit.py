@@ -30,6 +30,11 @@ from render.head import triangle_frames
 BACKGROUND = (1.0, 1.0, 1.0)
 SSIM_WEIGHT = 0.2
 ALPHA_WEIGHT = 0.3           # alpha against the mask
+# The colour terms skip a band this wide (px at 512 px, scaled with the image) on either side of
+# the mask's edge, where the masks wander by a pixel or two from frame to frame: there the loss
+# chased the masks' noise, and densification, which follows the largest gradients, with it.
+# The alpha term still fits the silhouette to the whole mask. Held-out scores skip the edge too.
+EDGE_BAND_PX = 2
 NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their triangle's centre
 # L2 pull of blendshape offsets to 0, per step (in Adam, not the loss: 4.7M values). 1e-3 held the
 # offsets back from expressions the held-out frames go further in than the training frames.
@@ -223,8 +228,10 @@ def _initial_colors(points_cm: np.ndarray, frames: FitFrames, rest: int) -> np.n
     return colors.astype(np.float32)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of two [H, W, C] images in [0, 1] (Gaussian window, as in 3DGS)."""
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean SSIM of two [H, W, C] images in [0, 1] (Gaussian window, as in 3DGS), or its mean
+    weighted by [H, W] `weights`."""
     x, y = a.permute(2, 0, 1), b.permute(2, 0, 1)
     g = torch.exp(-((torch.arange(window, dtype=a.dtype, device=a.device) - window // 2) ** 2) / (2 * sigma**2))
     g = g / g.sum()
@@ -237,11 +244,30 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     mu_x, mu_y, xx, yy, xy = blurred.chunk(5)
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
-    return (((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean()
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean() if weights is None else _weighted_mean(ssim_map.mean(0), weights)
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of [H, W] `values` weighted by [H, W] `weights` (0 if they are all 0)."""
+    return (values * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def edge_band_px(camera: Camera) -> int:
+    """`EDGE_BAND_PX` at the camera's image size (at least 1)."""
+    return max(1, round(EDGE_BAND_PX * max(camera.width_px, camera.height_px) / 512))
+
+
+def off_edge(mask: torch.Tensor, band_px: int) -> torch.Tensor:
+    """[H, W] float: 0 within `band_px` of [H, W] float `mask`'s edge, inside or outside, else 1."""
+    m, k = mask[None, None], 2 * band_px + 1
+    grown = F.max_pool2d(m, k, stride=1, padding=band_px)
+    shrunk = -F.max_pool2d(-m, k, stride=1, padding=band_px)
+    return (1 - grown + shrunk)[0, 0]
 
 
 def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
-               box: tuple[slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
+               box: tuple[slice, slice], band_px: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """How far a render is from a frame, and the mean squared error inside the mask (for PSNR).
 
     Args:
@@ -250,6 +276,7 @@ def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.n
         box: the head's rows and columns (`head_box`): the colour terms, L1 and D-SSIM against
             the frame matted to the background, use only them (the SSIM window to spare); alpha
             is compared with the mask on the whole frame.
+        band_px: the colour terms also skip pixels this close to the mask's edge (`off_edge`).
     """
     rows, cols = box
     device = image.device
@@ -258,8 +285,13 @@ def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.n
     target = torch.as_tensor(frame[rows, cols], device=device).float() / 255 * crop \
         + torch.tensor(BACKGROUND, device=device) * (1 - crop)
     rgb = image[rows, cols, :3]
-    loss = (1 - SSIM_WEIGHT) * (rgb - target).abs().mean() + SSIM_WEIGHT * (1 - ssim(rgb, target)) \
-        + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
+    if band_px:
+        counted = off_edge(crop[..., 0], band_px)
+        color = (1 - SSIM_WEIGHT) * _weighted_mean((rgb - target).abs().mean(2), counted) \
+            + SSIM_WEIGHT * (1 - ssim(rgb, target, weights=counted))
+    else:
+        color = (1 - SSIM_WEIGHT) * (rgb - target).abs().mean() + SSIM_WEIGHT * (1 - ssim(rgb, target))
+    loss = color + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
     with torch.no_grad():
         mse = ((rgb - target)[crop[..., 0] > 0] ** 2).mean()
     return loss, mse
@@ -315,6 +347,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     grad_count = 0
     began = time.perf_counter()
     box = [head_box(m) for m in frames.masks]
+    band_px = edge_band_px(frames.camera)
     for step in range(start, iterations):
         elapsed = time.perf_counter() - began
         limit = max_seconds(elapsed / (step - start) if step > start else 0.0) if callable(max_seconds) \
@@ -330,7 +363,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         means, rotations, scales, opacities, colors = model(weights, rotation, translation)
         means.retain_grad()
         image = rasterize(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND)
-        loss, mse = frame_loss(image, images[f], masks[f], box[f])
+        loss, mse = frame_loss(image, images[f], masks[f], box[f], band_px)
         loss = loss + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
