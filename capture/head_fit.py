@@ -285,13 +285,9 @@ def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.n
     target = torch.as_tensor(frame[rows, cols], device=device).float() / 255 * crop \
         + torch.tensor(BACKGROUND, device=device) * (1 - crop)
     rgb = image[rows, cols, :3]
-    if band_px:
-        counted = off_edge(crop[..., 0], band_px)
-        color = (1 - SSIM_WEIGHT) * _weighted_mean((rgb - target).abs().mean(2), counted) \
-            + SSIM_WEIGHT * (1 - ssim(rgb, target, weights=counted))
-    else:
-        color = (1 - SSIM_WEIGHT) * (rgb - target).abs().mean() + SSIM_WEIGHT * (1 - ssim(rgb, target))
-    loss = color + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
+    counted = off_edge(crop[..., 0], band_px) if band_px else torch.ones_like(crop[..., 0])
+    loss = (1 - SSIM_WEIGHT) * _weighted_mean((rgb - target).abs().mean(2), counted) \
+        + SSIM_WEIGHT * (1 - ssim(rgb, target, weights=counted)) + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
     with torch.no_grad():
         mse = ((rgb - target)[crop[..., 0] > 0] ** 2).mean()
     return loss, mse
