@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from avatar import Camera
 from capture.corrections import CorrectionRates, FrameCorrections
-from capture.head_fit import BACKGROUND, FitFrames, HeadModel, edge_band_px, frame_loss, head_box, posed
+from capture.head_fit import BACKGROUND, FitFrames, HeadModel, edge_band_px, frame_loss, head_box, off_edge, posed
 from render import GaussianHead
 from render.differentiable import rasterizer_for
 
@@ -46,10 +46,11 @@ def refine_frames(head: GaussianHead, camera: Camera, images: np.ndarray, masks:
         if f:
             corrections.carry(f - 1, f)
         box = head_box(masks[f])
+        counted = off_edge(masks[f][box], band_px)
         for _ in range(steps):
             rows = corrections.rows(f)
             image = rasterize(camera, *model(*posed(frames, f, corrections, rows)), BACKGROUND)
-            loss, _ = frame_loss(image, images[f], masks[f], box, band_px)
+            loss, _ = frame_loss(image, images[f], masks[f], box, counted)
             loss.backward()
             corrections.step(f, rows, torch.from_numpy(frames.weights[f]))
     return corrections.applied(frames.weights, frames.rotations, frames.translations_cm)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -258,16 +259,18 @@ def edge_band_px(camera: Camera) -> int:
     return max(1, round(EDGE_BAND_PX * max(camera.width_px, camera.height_px) / 512))
 
 
-def off_edge(mask: torch.Tensor, band_px: int) -> torch.Tensor:
-    """[H, W] float: 0 within `band_px` of [H, W] float `mask`'s edge, inside or outside, else 1."""
-    m, k = mask[None, None], 2 * band_px + 1
-    grown = F.max_pool2d(m, k, stride=1, padding=band_px)
-    shrunk = -F.max_pool2d(-m, k, stride=1, padding=band_px)
-    return (1 - grown + shrunk)[0, 0]
+def off_edge(mask: np.ndarray, band_px: int) -> np.ndarray:
+    """[H, W] bool: False within `band_px` (in x and y) of [H, W] bool `mask`'s edge, inside or
+    outside, else True. Computed once per frame: OpenCV's morphology takes 0.2 ms where torch's
+    max-pooling took 5 on a head's box."""
+    kernel = np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8)
+    m = mask.astype(np.uint8)
+    return cv2.dilate(m, kernel) == cv2.erode(m, kernel)
 
 
 def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
-               box: tuple[slice, slice], band_px: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+               box: tuple[slice, slice], counted: np.ndarray | torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """How far a render is from a frame, and the mean squared error inside the mask (for PSNR).
 
     Args:
@@ -276,7 +279,8 @@ def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.n
         box: the head's rows and columns (`head_box`): the colour terms, L1 and D-SSIM against
             the frame matted to the background, use only them (the SSIM window to spare); alpha
             is compared with the mask on the whole frame.
-        band_px: the colour terms also skip pixels this close to the mask's edge (`off_edge`).
+        counted: [h, w] bool over the box, the pixels the colour terms count (`off_edge` of the
+            box's mask: the band at its edge skipped); all of them when None.
     """
     rows, cols = box
     device = image.device
@@ -285,7 +289,7 @@ def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.n
     target = torch.as_tensor(frame[rows, cols], device=device).float() / 255 * crop \
         + torch.tensor(BACKGROUND, device=device) * (1 - crop)
     rgb = image[rows, cols, :3]
-    counted = off_edge(crop[..., 0], band_px) if band_px else torch.ones_like(crop[..., 0])
+    counted = torch.ones_like(crop[..., 0]) if counted is None else torch.as_tensor(counted, device=device).float()
     loss = (1 - SSIM_WEIGHT) * _weighted_mean((rgb - target).abs().mean(2), counted) \
         + SSIM_WEIGHT * (1 - ssim(rgb, target, weights=counted)) + ALPHA_WEIGHT * (image[..., 3:] - matte).abs().mean()
     with torch.no_grad():
@@ -343,7 +347,9 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     grad_count = 0
     began = time.perf_counter()
     box = [head_box(m) for m in frames.masks]
-    band_px = edge_band_px(frames.camera)
+    counted = [off_edge(m[b], edge_band_px(frames.camera)) for m, b in zip(frames.masks, box)]
+    if device.type != "cpu":
+        counted = [torch.from_numpy(c).to(device) for c in counted]
     for step in range(start, iterations):
         elapsed = time.perf_counter() - began
         limit = max_seconds(elapsed / (step - start) if step > start else 0.0) if callable(max_seconds) \
@@ -359,7 +365,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         means, rotations, scales, opacities, colors = model(weights, rotation, translation)
         means.retain_grad()
         image = rasterize(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND)
-        loss, mse = frame_loss(image, images[f], masks[f], box[f], band_px)
+        loss, mse = frame_loss(image, images[f], masks[f], box[f], counted[f])
         loss = loss + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -235,14 +235,15 @@ def test_ssim_is_one_for_equal_images_and_lower_for_noise():
     assert float(ssim(image, (image + 0.2 * torch.randn_like(image)).clamp(0, 1))) < 0.9
 
 
-def test_off_edge_is_zero_within_the_band_on_both_sides_of_the_masks_edge():
-    mask = torch.zeros(20, 20)
-    mask[5:15, 5:15] = 1
+def test_off_edge_leaves_out_the_band_on_both_sides_of_the_masks_edge():
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
     counted = off_edge(mask, 2)
-    assert counted[0, 0] == 1 and counted[10, 10] == 1          # far outside, deep inside
-    assert counted[3, 10] == 0 and counted[6, 10] == 0          # 2 px out, 2 px in
-    assert counted[2, 10] == 1 and counted[7, 10] == 1          # 3 px out, 3 px in
-    assert torch.equal(off_edge(torch.ones(8, 8), 1), torch.ones(8, 8))  # no edge, nothing skipped
+    assert counted[0, 0] and counted[10, 10]              # far outside, deep inside
+    assert not counted[3, 10] and not counted[6, 10]      # 2 px out, 2 px in
+    assert not counted[3, 3] and not counted[16, 16]      # 2 px out diagonally, at the corners
+    assert counted[2, 10] and counted[7, 10]              # 3 px out, 3 px in
+    assert off_edge(np.ones((8, 8), bool), 1).all()       # no edge, nothing skipped
 
 
 def test_the_colour_terms_skip_the_band_at_the_masks_edge_and_only_it(monkeypatch):
@@ -253,18 +254,19 @@ def test_the_colour_terms_skip_the_band_at_the_masks_edge_and_only_it(monkeypatc
     matted = np.where(mask[..., None], frame / 255, BACKGROUND)
     image = torch.from_numpy(np.concatenate([matted, mask[..., None]], axis=2)).float()
     box = head_box(mask)
-    assert float(frame_loss(image, frame, mask, box, band_px=1)[0]) == pytest.approx(0.0, abs=1e-5)
+    band = off_edge(mask[box], 1)
+    assert float(frame_loss(image, frame, mask, box, band)[0]) == pytest.approx(0.0, abs=1e-5)
     at_edge, inside = image.clone(), image.clone()
     at_edge[7:25, 7, :3] = 0.0       # the column just outside the mask's left edge
     at_edge[8:24, 8, :3] = 0.0       # and just inside it
     inside[12:20, 12, :3] = 0.0      # 4 px in
     # SSIM's windows from the pixels beside the band still see into it; L1 does not.
-    with_band, without = (float(frame_loss(at_edge, frame, mask, box, band_px=b)[0]) for b in (1, 0))
+    with_band, without = (float(frame_loss(at_edge, frame, mask, box, c)[0]) for c in (band, None))
     assert with_band < 0.5 * without
     monkeypatch.setattr("capture.head_fit.SSIM_WEIGHT", 0.0)
-    assert float(frame_loss(at_edge, frame, mask, box, band_px=1)[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(frame_loss(at_edge, frame, mask, box, band)[0]) == pytest.approx(0.0, abs=1e-6)
     assert float(frame_loss(at_edge, frame, mask, box)[0]) > 0.01
-    assert float(frame_loss(inside, frame, mask, box, band_px=1)[0]) > float(frame_loss(inside, frame, mask, box)[0])
+    assert float(frame_loss(inside, frame, mask, box, band)[0]) > float(frame_loss(inside, frame, mask, box)[0])
 
 
 def test_masked_ssim_on_the_masks_box_equals_it_on_the_whole_frame():
