@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from avatar import Camera
 from capture.corrections import CorrectionRates, FrameCorrections
-from capture.head_fit import BACKGROUND, FitFrames, HeadModel, edge_band_px, frame_loss, head_box, off_edge, posed
+from capture.head_fit import BACKGROUND, FitFrames, HeadModel, frame_loss, loss_region, posed
 from render import GaussianHead
 from render.differentiable import rasterizer_for
 
@@ -41,12 +41,10 @@ def refine_frames(head: GaussianHead, camera: Camera, images: np.ndarray, masks:
                        translations_cm.astype(np.float32))
     corrections = FrameCorrections.zeros(len(frames), rates)
     rasterize = rasterizer_for("cpu")
-    band_px = edge_band_px(camera)
     for f in tqdm(range(len(frames)), unit="frame", desc="tracking", disable=not progress, leave=False):
         if f:
             corrections.carry(f - 1, f)
-        box = head_box(masks[f])
-        counted = off_edge(masks[f][box], band_px)
+        box, counted = loss_region(masks[f], camera)
         for _ in range(steps):
             rows = corrections.rows(f)
             image = rasterize(camera, *model(*posed(frames, f, corrections, rows)), BACKGROUND)

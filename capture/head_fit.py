@@ -254,11 +254,6 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1e-12)
 
 
-def edge_band_px(camera: Camera) -> int:
-    """`EDGE_BAND_PX` at the camera's image size (at least 1)."""
-    return max(1, round(EDGE_BAND_PX * max(camera.width_px, camera.height_px) / 512))
-
-
 def off_edge(mask: np.ndarray, band_px: int) -> np.ndarray:
     """[H, W] bool: False within `band_px` (in x and y) of [H, W] bool `mask`'s edge, inside or
     outside, else True. Computed once per frame: OpenCV's morphology takes 0.2 ms where torch's
@@ -266,6 +261,15 @@ def off_edge(mask: np.ndarray, band_px: int) -> np.ndarray:
     kernel = np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8)
     m = mask.astype(np.uint8)
     return cv2.dilate(m, kernel) == cv2.erode(m, kernel)
+
+
+def loss_region(mask: np.ndarray, camera: Camera) -> tuple[tuple[slice, slice], np.ndarray]:
+    """`frame_loss`'s `box` and `counted` for a frame's [H, W] bool mask at `camera`'s size:
+    the mask's box, and in it all but `EDGE_BAND_PX` (scaled from 512 px, at least 1) either
+    side of the mask's edge."""
+    box = head_box(mask)
+    band_px = max(1, round(EDGE_BAND_PX * max(camera.width_px, camera.height_px) / 512))
+    return box, off_edge(mask[box], band_px)
 
 
 def frame_loss(image: torch.Tensor, frame: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
@@ -346,8 +350,7 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
     grad_sum = torch.zeros(len(model), device=device)
     grad_count = 0
     began = time.perf_counter()
-    box = [head_box(m) for m in frames.masks]
-    counted = [off_edge(m[b], edge_band_px(frames.camera)) for m, b in zip(frames.masks, box)]
+    box, counted = zip(*(loss_region(m, frames.camera) for m in frames.masks))
     if device.type != "cpu":
         counted = [torch.from_numpy(c).to(device) for c in counted]
     for step in range(start, iterations):

@@ -16,7 +16,7 @@ from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_me
 from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
 from capture.head_fit import (BACKGROUND, FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, frame_loss,
-                              head_box, off_edge, ssim)
+                              head_box, loss_region, off_edge, ssim)
 from capture.masks import _JAW, head_ellipse, head_mask
 from capture.metrics import align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame
 from capture.scaffold import ScaffoldMesh, build_scaffold
@@ -244,6 +244,16 @@ def test_off_edge_leaves_out_the_band_on_both_sides_of_the_masks_edge():
     assert not counted[3, 3] and not counted[16, 16]      # 2 px out diagonally, at the corners
     assert counted[2, 10] and counted[7, 10]              # 3 px out, 3 px in
     assert off_edge(np.ones((8, 8), bool), 1).all()       # no edge, nothing skipped
+
+
+
+def test_the_loss_region_is_the_masks_box_less_a_band_scaled_with_the_image():
+    for size, band in ((512, 2), (256, 1), (128, 1)):
+        mask = np.zeros((size, size), bool)
+        mask[size // 4:3 * size // 4, size // 4:3 * size // 4] = True
+        box, counted = loss_region(mask, Camera.from_vertical_fov(size, size, 40.0))
+        assert box == head_box(mask)
+        assert np.array_equal(counted, off_edge(mask[box], band))
 
 
 def test_the_colour_terms_skip_the_band_at_the_masks_edge_and_only_it(monkeypatch):
