@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from avatar import NUM_WEIGHTS, Camera
+from capture.blur import gaussian_blur
 from capture.corrections import FrameCorrections
 from capture.face_fit import axis_angle_to_matrix
 from capture.scaffold import ScaffoldMesh
@@ -234,15 +235,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
     """Mean SSIM of two [H, W, C] images in [0, 1] (Gaussian window, as in 3DGS), or its mean
     weighted by [H, W] `weights`."""
     x, y = a.permute(2, 0, 1), b.permute(2, 0, 1)
-    g = torch.exp(-((torch.arange(window, dtype=a.dtype, device=a.device) - window // 2) ** 2) / (2 * sigma**2))
-    g = g / g.sum()
-    # The five blurred maps in one separable, grouped convolution: one call costs about what each did.
-    stack = torch.cat([x, y, x * x, y * y, x * y])[None]
-    c = stack.shape[1]
-    kernel_h, kernel_v = g.view(1, 1, 1, -1).expand(c, 1, 1, window), g.view(1, 1, -1, 1).expand(c, 1, window, 1)
-    blurred = F.conv2d(F.conv2d(stack, kernel_h, padding=(0, window // 2), groups=c), kernel_v,
-                       padding=(window // 2, 0), groups=c)[0]
-    mu_x, mu_y, xx, yy, xy = blurred.chunk(5)
+    # Two stacks, so that a fit's backward pass blurs only the three maps that depend on the render.
+    mu_x, xx, xy = gaussian_blur(torch.cat([x, x * x, x * y]), window, sigma).chunk(3)
+    mu_y, yy = gaussian_blur(torch.cat([y, y * y]), window, sigma).chunk(2)
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))

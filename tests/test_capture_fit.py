@@ -14,6 +14,7 @@ import torch
 from avatar import Camera, FaceState, OutputError, Track, index_of
 from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_mesh
 from capture.dataset import head_space_cameras, write_dataset
+from capture.blur import convolution_blur, gaussian_blur, gaussian_window
 from capture.face_fit import fit_face
 from capture.head_fit import (BACKGROUND, FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, frame_loss,
                               head_box, loss_region, off_edge, ssim)
@@ -233,6 +234,17 @@ def test_ssim_is_one_for_equal_images_and_lower_for_noise():
     image = torch.rand(40, 50, 3)
     assert float(ssim(image, image)) == pytest.approx(1.0, abs=1e-5)
     assert float(ssim(image, (image + 0.2 * torch.randn_like(image)).clamp(0, 1))) < 0.9
+
+
+def test_the_cpu_blur_matches_the_convolution_in_values_and_gradients():
+    stack = torch.rand(5, 23, 31, dtype=torch.float64, requires_grad=True)
+    outgoing = torch.rand(5, 23, 31, dtype=torch.float64)
+    opencv, convolution = gaussian_blur(stack, 11, 1.5), convolution_blur(stack, gaussian_window(11, 1.5))
+    torch.testing.assert_close(opencv, convolution)
+    torch.testing.assert_close(torch.autograd.grad((opencv * outgoing).sum(), stack)[0],
+                               torch.autograd.grad((convolution * outgoing).sum(), stack)[0])
+    assert torch.autograd.gradcheck(lambda s: gaussian_blur(s, 5, 1.0), (stack[:2, :9, :7].detach().requires_grad_(),))
+    assert gaussian_blur(stack.float(), 11, 1.5).dtype == torch.float32
 
 
 def test_off_edge_leaves_out_the_band_on_both_sides_of_the_masks_edge():
