@@ -13,8 +13,8 @@ import torch
 
 from avatar import Camera, FaceState, OutputError, Track, index_of
 from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_mesh
-from capture.dataset import head_space_cameras, write_dataset
 from capture.blur import convolution_blur, gaussian_blur, gaussian_window
+from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
 from capture.head_fit import (BACKGROUND, FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, frame_loss,
                               head_box, loss_region, off_edge, ssim)
