@@ -258,7 +258,6 @@ def test_off_edge_leaves_out_the_band_on_both_sides_of_the_masks_edge():
     assert off_edge(np.ones((8, 8), bool), 1).all()       # no edge, nothing skipped
 
 
-
 def test_the_loss_region_is_the_masks_box_less_a_band_scaled_with_the_image():
     for size, band in ((512, 2), (256, 1), (128, 1)):
         mask = np.zeros((size, size), bool)
