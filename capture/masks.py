@@ -9,9 +9,11 @@ and what it is sure is the person, inside the head's ellipse, is certain foregro
 models colours only: it takes a flag or a poster behind the hair into the head when their
 colours are the hair's or the skin's, and leaves dark hair out on a dark background, and not
 the same way in every frame. After GrabCut, everything below
-the jaw line (extended level past the jaw's corners) is dropped: the avatar is the head, and
-the neck and shoulders move with the body, not with the head pose. The largest connected
-region is kept.
+the jaw line (extended past the jaw's corners along the line between them) is dropped: the
+avatar is the head, and the neck and shoulders move with the body, not with the head pose.
+The cut beside the jaw turns with the head: cut level in the image, a head that rolls by 10
+degrees gains or loses a 10-px band of hair beside the jaw that the frames it was fitted on
+did not show. The largest connected region is kept.
 """
 
 from __future__ import annotations
@@ -70,12 +72,19 @@ def head_ellipse(oval_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _below_jaw(oval: np.ndarray, h: int, w: int) -> np.ndarray:
-    """[H, W] True below the jaw line, which runs level out from the jaw's corners."""
+    """[H, W] True below the jaw line, which runs out from the jaw's corners along the line
+    between them (the head's left-right axis in the image)."""
     jaw = oval[_JAW]
-    jaw = jaw[np.argsort(jaw[:, 0])]
-    xs = np.arange(w) + 0.5
-    line = np.interp(xs, jaw[:, 0], jaw[:, 1], left=jaw[0, 1], right=jaw[-1, 1])
-    return (np.arange(h)[:, None] + 0.5) > line[None, :]
+    across = jaw[-1] - jaw[0]
+    if across[0] < 0:
+        across = -across
+    across /= max(float(np.linalg.norm(across)), 1e-6)
+    down = np.array([-across[1], across[0]])  # image y points down
+    u, v = jaw @ across, jaw @ down
+    order = np.argsort(u)
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    pixels_u, pixels_v = xs * across[0] + ys * across[1], xs * down[0] + ys * down[1]
+    return pixels_v > np.interp(pixels_u, u[order], v[order], left=v[order[0]], right=v[order[-1]])
 
 
 def _largest_region(mask: np.ndarray) -> np.ndarray:

@@ -83,6 +83,25 @@ def test_head_mask_keeps_the_face_and_drops_border_and_neck(mesh):
     assert 0.03 < mask.mean() < 0.5
 
 
+def test_the_cut_below_the_jaw_turns_with_the_head(mesh):
+    from capture.masks import _below_jaw
+
+    oval = mesh.vertices_cm[LANDMARK_GROUPS["face_oval"], :2] * [10, -10]   # frontal, 10 px/cm, y down
+    for degrees in (0, 15, -15):
+        angle = math.radians(degrees)
+        turned = oval @ np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]]) + 256
+        below = _below_jaw(turned.astype(np.float32), 512, 512)
+        corners = turned[_JAW][[0, -1]]
+        corners = corners[np.argsort(corners[:, 0])]
+        across = (corners[1] - corners[0]) / np.linalg.norm(corners[1] - corners[0])
+        down = np.array([-across[1], across[0]])
+        # 40 px beyond each corner, a level cut would be 10 px off at 15 degrees.
+        for corner, outward in ((corners[0], -across), (corners[1], across)):
+            beyond = corner + 40 * outward
+            (ax, ay), (ux, uy) = (beyond - 4 * down).astype(int), (beyond + 4 * down).astype(int)
+            assert not below[ay, ax] and below[uy, ux], degrees
+
+
 def test_scaffold_adds_a_skull_behind_the_face_and_a_mouth_that_opens(mesh):
     basis = generic_expression_basis(mesh)
     scaffold = build_scaffold(mesh.vertices_cm, basis, mesh.triangles)
