@@ -25,6 +25,8 @@ SHEET_WORST_ROWS = 2  # and the worst-scoring others (a bad mask or a lost track
 # wanders by a pixel or two from frame to frame, and neither an avatar nor a retrieved frame can
 # follow it there. Avatar and baseline are scored on the same pixels.
 EDGE_PX = 3
+# A scored pixel the render covers less than this is one the avatar has no Gaussians for.
+COVERED_ALPHA = 0.5
 
 
 @dataclass
@@ -35,7 +37,9 @@ class Reenactment:
     `per_frame` rows at `example_rows`: `SHEET_ROWS` evenly spaced frames (all of them when
     fewer), then up to `SHEET_WORST_ROWS` worst-scoring others.
     `landmark_psnr` and `landmark_ssim` score the renders at the landmark-tracked pose and
-    MediaPipe's weights, before photometric tracking.
+    MediaPipe's weights, before photometric tracking. `uncovered` is the mean share of the
+    scored pixels that the (tracked) render leaves under `COVERED_ALPHA`: parts of the head the
+    avatar does not draw, which cost far more than their share of the pixels.
     """
 
     psnr: float
@@ -45,6 +49,7 @@ class Reenactment:
     frames: int
     landmark_psnr: float = float("nan")
     landmark_ssim: float = float("nan")
+    uncovered: float = float("nan")
     per_frame: list[dict] = field(default_factory=list)
     examples: list[np.ndarray] = field(default_factory=list)
     example_rows: list[int] = field(default_factory=list)
@@ -100,9 +105,11 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     rows = []
     for k, h in enumerate(tqdm(holdout, unit="frame", desc="re-enacting", disable=not progress, leave=False)):
         tracked, landmark = states(k)
-        render, landmark_render = _render(renderer, camera, head, tracked), _render(renderer, camera, head, landmark)
-        real, baseline, mask = truth[k].astype(np.float32) / 255, baseline_of(k), inner[k]
+        rgba, landmark_render = (_render(renderer, camera, head, tracked),
+                                 _render(renderer, camera, head, landmark)[..., :3])
+        render, real, baseline, mask = rgba[..., :3], truth[k].astype(np.float32) / 255, baseline_of(k), inner[k]
         rows.append({"frame": int(h), "psnr": masked_psnr(render, real, mask), "ssim": masked_ssim(render, real, mask),
+                     "uncovered": float((rgba[..., 3][mask] < COVERED_ALPHA).mean()) if mask.any() else 0.0,
                      "landmark_psnr": masked_psnr(landmark_render, real, mask),
                      "landmark_ssim": masked_ssim(landmark_render, real, mask),
                      "baseline_frame": int(retrieved[k]), "baseline_psnr": masked_psnr(baseline, real, mask),
@@ -112,15 +119,15 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     examples = []
     for k in spaced + worst:
         # Re-rendered rather than kept: a hundred 512 px renders would hold ~300 MB for six rows.
-        real, render = truth[k].astype(np.float32) / 255, _render(renderer, camera, head, states(k)[0])
+        real, render = truth[k].astype(np.float32) / 255, _render(renderer, camera, head, states(k)[0])[..., :3]
         error = np.clip(np.abs(render - real).mean(2, keepdims=True) * 4, 0, 1) * inner[k][..., None]
         examples.append((np.concatenate([real, render, np.repeat(error, 3, 2), baseline_of(k)], axis=1) * 255)
                         .round().astype(np.uint8))
-    mean = {key: float(np.mean([r[key] for r in rows]))
-            for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim")}
+    keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim", "uncovered")
+    mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
     return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst, **mean)
 
 
 def _render(renderer: CpuRenderer, camera: Camera, head: GaussianHead, state: FaceState) -> np.ndarray:
-    """[H, W, 3] float RGB in [0, 1] over white."""
-    return np.clip(renderer.render(camera, head.evaluate(state), (1.0, 1.0, 1.0))[..., :3], 0, 1)
+    """[H, W, 4] float RGBA in [0, 1], the colour over white."""
+    return np.clip(renderer.render(camera, head.evaluate(state), (1.0, 1.0, 1.0)), 0, 1)

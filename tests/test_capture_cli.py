@@ -60,6 +60,10 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys)
     frames = [row["frame"] for row in metrics["per_frame"]]
     assert frames == info["holdout_frames"] and metrics["psnr"] == pytest.approx(
         np.mean([row["psnr"] for row in metrics["per_frame"]]), abs=1e-3)
+    # 40 steps in, the Gaussians cover most of each held-out mask (here 9-23% is left), not all of it.
+    uncovered = [row["uncovered"] for row in metrics["per_frame"]]
+    assert 0 <= min(uncovered) and max(uncovered) < 0.5 and metrics["uncovered"] == pytest.approx(np.mean(uncovered),
+                                                                                                    abs=1e-4)
     for picture in ("holdout.png", "curves.png", "masks.png"):
         assert cv2.imread(str(report / picture)) is not None
     # Six training frames at the fit size (96 px), three to a row, the outside dimmed.

@@ -120,12 +120,13 @@ def run_capture(args: argparse.Namespace) -> int:
                 write_sheet(report / "holdout.png", r)
                 write_curves(report / "curves.png", result.log, r)
             results[video.name] = {**r.summary(), "landmark_psnr": round(r.landmark_psnr, 3),
-                                   "landmark_ssim": round(r.landmark_ssim, 4), "gaussians": len(result.head),
+                                   "landmark_ssim": round(r.landmark_ssim, 4), "uncovered": round(r.uncovered, 5),
+                                   "gaussians": len(result.head),
                                    "iterations": len(result.log.loss), "minutes": round(minutes, 2),
                                    "margin_db": round(r.psnr - r.baseline_psnr, 2)}
             print(f"{video.name}: PSNR {r.psnr:.2f} dB (baseline {r.baseline_psnr:.2f}, margin "
                   f"{r.psnr - r.baseline_psnr:+.2f}; {r.landmark_psnr:.2f} at the landmark pose), SSIM {r.ssim:.4f} "
-                  f"(baseline {r.baseline_ssim:.4f}), "
+                  f"(baseline {r.baseline_ssim:.4f}), {r.uncovered:.2%} of the scored pixels uncovered, "
                   f"{len(result.head)} Gaussians, {len(result.log.loss)} steps, {minutes:.1f} min", flush=True)
     if args.json:
         print(json.dumps(results))

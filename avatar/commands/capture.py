@@ -106,8 +106,8 @@ def run_capture(args: argparse.Namespace) -> int:
     report.mkdir(exist_ok=True)
     scores = result.reenactment
     metrics = {**(scores.summary() if scores else {}),
-               **({"landmark_psnr": round(scores.landmark_psnr, 3), "landmark_ssim": round(scores.landmark_ssim, 4)}
-                  if scores else {}),
+               **({"landmark_psnr": round(scores.landmark_psnr, 3), "landmark_ssim": round(scores.landmark_ssim, 4),
+                   "uncovered": round(scores.uncovered, 5)} if scores else {}),
                "gaussians": len(result.head),
                "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
                "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train),
@@ -195,7 +195,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{'held-out' if same else 'last 20% of the'} frames of {info.source.path.name}: {result.frames}; PSNR "
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
               f"{result.baseline_ssim:.4f} (at the landmark-tracked pose, before photometric tracking: "
-              f"{result.landmark_psnr:.2f} dB, {result.landmark_ssim:.4f})")
+              f"{result.landmark_psnr:.2f} dB, {result.landmark_ssim:.4f}); the avatar leaves {result.uncovered:.2%} of "
+              "the scored pixels uncovered")
     print(json.dumps(result.summary()))
     return 0
 
