@@ -11,9 +11,10 @@ colours are the hair's or the skin's, and leaves dark hair out on a dark backgro
 the same way in every frame. After GrabCut, everything below
 the jaw line (extended past the jaw's corners along the line between them) is dropped: the
 avatar is the head, and the neck and shoulders move with the body, not with the head pose.
-The cut beside the jaw turns with the head: cut level in the image, a head that rolls by 10
-degrees gains or loses a 10-px band of hair beside the jaw that the frames it was fitted on
-did not show. The largest connected region is kept.
+The cut beside the jaw turns with the head: cut level in the image, it moved up or down the
+head as the head rolled (10 px, 60 px out from a corner, for 10 degrees), and a held-out frame
+rolled further than the training frames showed hair there that the avatar had been fitted to
+leave clear. The largest connected region is kept.
 """
 
 from __future__ import annotations
