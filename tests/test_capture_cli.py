@@ -231,6 +231,22 @@ def test_long_videos_are_subsampled_for_fitting(video):
     np.testing.assert_array_equal(frames.weights[-1], info.track.weights[info.train[-1]])
 
 
+def test_a_long_hold_out_is_scored_on_evenly_spaced_frames(video, tmp_path, monkeypatch, capsys):
+    # A long video's held-out frames would take most of the time budget to score: the report
+    # scores at most MAX_SCORED_FRAMES of them, first and last included, and says how many.
+    from capture import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_SCORED_FRAMES", 3)
+    out = tmp_path / "spaced.avatar"
+    assert main(["capture", str(video), "-o", str(out), "--iterations", "6", "--gaussians", "2000", "--size", "96",
+                 "--no-speech-tuning"]) == 0
+    held = Avatar.load(out).metadata["capture"]["holdout_frames"]
+    metrics = json.loads((tmp_path / "spaced.report" / "metrics.json").read_text())
+    assert len(held) == metrics["holdout_frames"] == 8 and metrics["frames"] == 3
+    assert [row["frame"] for row in metrics["per_frame"]] == [held[0], held[4], held[7]]
+    assert "held-out frames (3 of 8, evenly spaced)" in capsys.readouterr().out
+
+
 def test_eval_on_another_video_and_export_without_an_avatar(captured, tmp_path, capsys, face_model_path):
     other = write_video(tmp_path / "other.mp4", 3.0)
     assert main(["eval", str(captured), str(other), "-q"]) == 0

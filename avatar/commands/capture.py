@@ -125,8 +125,9 @@ def run_capture(args: argparse.Namespace) -> int:
     print(f"{len(result.head)} Gaussians fitted in {metadata['iterations_done']} steps ({total / 60:.1f} min) "
           f"-> {args.output}; report in {report}/")
     if result.reenactment is not None:
-        r = result.reenactment
-        print(f"held-out frames ({r.frames}): PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.4f}; nearest-neighbour baseline "
+        r, held = result.reenactment, len(result.input.holdout)
+        scored = f"{r.frames}" if r.frames == held else f"{r.frames} of {held}, evenly spaced"
+        print(f"held-out frames ({scored}): PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.4f}; nearest-neighbour baseline "
               f"{r.baseline_psnr:.2f} dB, {r.baseline_ssim:.4f}")
     if args.json:
         print(json.dumps(metrics))
