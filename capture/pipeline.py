@@ -23,7 +23,7 @@ from capture.coverage import expression_peaks, missing_expressions
 from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
-from capture.frames import decode_frames, fit_size, frame_masks
+from capture.frames import FrameWindow, decode_frames, frame_masks, head_window
 from capture.fitting import CaptureOptions, fit_gaussians, starting_head
 from capture.head_fit import FitFrames, FitLog, HeadModel, TimeLimit
 from capture.media import MediaSource, open_media
@@ -56,7 +56,7 @@ MIN_FIT_SHARE = 0.25       # of `fit_minutes`, however long scoring will take
 
 @dataclass
 class CaptureInput:
-    """The tracked and checked input: track, face fit and the frame split."""
+    """The tracked and checked input: track, face fit, the frame split, and the window holding the head."""
 
     source: MediaSource
     track: Track
@@ -64,6 +64,7 @@ class CaptureInput:
     face: FaceFit
     train: np.ndarray
     holdout: np.ndarray
+    window: FrameWindow
 
     @property
     def expression_peaks(self) -> dict[str, float]:
@@ -104,6 +105,7 @@ class CaptureResult:
             "source": info.source.path.name, "source_frames": int(len(info.track.time_s)),
             "source_fps": info.source.fps, "train_frames": info.train.tolist(),
             "holdout_frames": info.holdout.tolist(),
+            "window_px": [info.window.x0_px, info.window.y0_px, info.window.width_px, info.window.height_px],
             "expression_peaks": info.expression_peaks, "warnings": info.warnings,
             "focal_scale": info.face.camera.fx_px / info.track.camera.fx_px,
             "options": asdict(self.options), "iterations_done": len(self.log.loss),
@@ -138,7 +140,8 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
         face.head_rotation[held] = refined.head_rotation[held]
         face.head_translation_cm[held] = refined.head_translation_cm[held]
         face.rms_px[held] = refined.rms_px[held]
-    info = CaptureInput(source, track, stats, face, train, held)
+    window = head_window(track.landmarks_px[valid], source.width_px, source.height_px)
+    info = CaptureInput(source, track, stats, face, train, held, window)
     for warning in info.warnings:
         logging.getLogger(__name__).warning(warning)
     return info
@@ -162,16 +165,17 @@ def training_frames(info: CaptureInput, size_px: int, progress: bool = True,
     At most `max_frames`, evenly spaced: they are held in memory (0.8 MB each at 512 px), and
     a random one is fitted per step, so more add little.
     """
-    source = info.source
-    size = fit_size(source.width_px, source.height_px, size_px)
+    source, window = info.source, info.window
+    size = window.size(size_px)
     picked = training_indices(info, max_frames)
-    images = decode_frames(source, picked, size, progress)
-    masks = frame_masks(images, info.track.landmarks_px[picked], (source.width_px, source.height_px), progress)
+    images = decode_frames(source, picked, size, progress, window)
+    masks = frame_masks(images, window.landmarks(info.track.landmarks_px[picked]), (window.width_px, window.height_px),
+                        progress)
     brightness = float(images[masks].mean()) / 255 if masks.any() else 0.0
     if brightness < MIN_BRIGHTNESS:
         raise InputError(f"{source.path.name} is too dark (the head's mean brightness is {brightness:.0%}): "
                          "re-record with the face well and evenly lit")
-    return FitFrames(images, masks, info.face.camera.resized(*size), info.track.weights[picked],
+    return FitFrames(images, masks, window.camera(info.face.camera, size), info.track.weights[picked],
                      info.face.head_rotation[picked].astype(np.float32),
                      info.face.head_translation_cm[picked].astype(np.float32))
 
@@ -258,7 +262,8 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     clock = time.perf_counter()
     head = model.to_head()
     reenactment = evaluate_reenactment(head, info.source, info.track, info.face, scored, info.train,
-                                       refine_steps=options.track_steps, progress=progress) if len(scored) else None
+                                       refine_steps=options.track_steps, window=info.window,
+                                       progress=progress) if len(scored) else None
     timings["evaluate_s"] = time.perf_counter() - clock
     return CaptureResult(head, info, fit_log, reenactment, options, mask_examples, timings)
 
@@ -291,4 +296,5 @@ def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress:
                     np.full(len(track.time_s), np.nan, np.float32))
     mesh = load_canonical_mesh()
     face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=fixed)
-    return CaptureInput(source, track, stats, face, train, holdout), same
+    window = head_window(track.landmarks_px[valid], source.width_px, source.height_px)
+    return CaptureInput(source, track, stats, face, train, holdout, window), same

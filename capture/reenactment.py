@@ -12,7 +12,7 @@ from tqdm import tqdm
 from avatar import Camera, FaceState, Track
 from capture.face_fit import FaceFit
 from capture.frame_refinement import REFINE_STEPS, refine_frames
-from capture.frames import decode_frames, fit_size, frame_masks
+from capture.frames import FrameWindow, decode_frames, frame_masks
 from capture.media import MediaSource
 from capture.metrics import (align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame)
 from render import GaussianHead
@@ -61,29 +61,33 @@ class Reenactment:
 
 def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, face: FaceFit,
                          holdout: np.ndarray, train: np.ndarray, size_px: int = EVAL_SIZE_PX,
-                         refine_steps: int = REFINE_STEPS, progress: bool = False) -> Reenactment:
+                         refine_steps: int = REFINE_STEPS, window: FrameWindow | None = None,
+                         progress: bool = False) -> Reenactment:
     """Render `holdout` frames with their weights and `face`'s pose, both tracked photometrically
     against `head` (`refine_frames`, `refine_steps` per frame; 0 keeps the tracked ones);
-    compare inside their masks (`EDGE_PX` in from the edge).
+    compare inside their masks (`EDGE_PX` in from the edge), in `window` (default: the whole
+    frame) resized so its longer side is `size_px`.
 
     The baseline takes, for each held-out frame, the `train` frame closest in weights and pose,
     warps it onto the held-out frame by the similarity that maps its landmarks onto the
     held-out ones, and is scored the same way.
     """
-    size = fit_size(source.width_px, source.height_px, size_px)
-    camera = face.camera.resized(*size)
+    window = window or FrameWindow.whole(source.width_px, source.height_px)
+    size = window.size(size_px)
+    camera = window.camera(face.camera, size)
     rot, trans = face.head_rotation, face.head_translation_cm
     nearest = np.array([nearest_training_frame(track.weights[h], rot[h], trans[h], track.weights[train], rot[train],
                                                trans[train]) for h in holdout], dtype=int)
     retrieved = train[nearest]
     needed = np.unique(np.concatenate([holdout, retrieved]))
-    images = decode_frames(source, needed, size, progress)
+    images = decode_frames(source, needed, size, progress, window)
     at = {int(i): k for k, i in enumerate(needed)}
     truth = images[[at[int(h)] for h in holdout]]
-    masks = frame_masks(truth, track.landmarks_px[holdout], (source.width_px, source.height_px), progress)
+    landmarks = window.landmarks(track.landmarks_px)
+    masks = frame_masks(truth, landmarks[holdout], (window.width_px, window.height_px), progress)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1, 2 * EDGE_PX + 1))
     inner = np.stack([cv2.erode(m.astype(np.uint8), kernel) > 0 for m in masks])
-    scale = np.array([size[0] / source.width_px, size[1] / source.height_px])
+    scale = np.array([size[0] / window.width_px, size[1] / window.height_px])
     weights, rotations, translations = track.weights[holdout], rot[holdout], trans[holdout]
     if refine_steps:
         # At the scoring size: tracking at 256 px costs half as much and scores 0.6 dB lower (mimictalk).
@@ -98,8 +102,8 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
                 FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h]))
 
     def baseline_of(k: int) -> np.ndarray:
-        lm_h = track.landmarks_px[holdout[k], :468, :2] * scale
-        lm_r = track.landmarks_px[retrieved[k], :468, :2] * scale
+        lm_h = landmarks[holdout[k], :468, :2] * scale
+        lm_r = landmarks[retrieved[k], :468, :2] * scale
         return align_by_landmarks(images[at[int(retrieved[k])]], lm_r, lm_h).astype(np.float32) / 255
 
     rows = []

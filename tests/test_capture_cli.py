@@ -15,8 +15,10 @@ from avatar.model import Avatar
 from render import VideoWriter
 
 
-def write_video(path: Path, seconds: float, fps: float = 10.0, brightness: float = 1.0) -> Path:
-    """The astronaut, swaying a few pixels and turning a little, as an MP4."""
+def write_video(path: Path, seconds: float, fps: float = 10.0, brightness: float = 1.0,
+                canvas: tuple[int, int] = (512, 512)) -> Path:
+    """The astronaut, swaying a few pixels and turning a little, as an MP4: 512 px, in the middle of
+    a grey `canvas` (W, H)."""
     from avatar.sample import sample_photo
 
     photo = sample_photo()
@@ -26,7 +28,10 @@ def write_video(path: Path, seconds: float, fps: float = 10.0, brightness: float
             matrix = cv2.getRotationMatrix2D((256, 200), 3 * math.sin(t), 1.0 + 0.02 * math.sin(0.7 * t))
             matrix[:, 2] += [4 * math.sin(1.3 * t), 2 * math.cos(t)]
             frame = cv2.warpAffine(photo, matrix, (512, 512), borderMode=cv2.BORDER_REFLECT)
-            video.write(np.clip(frame * brightness, 0, 255).astype(np.uint8))
+            frame = np.clip(frame * brightness, 0, 255).astype(np.uint8)
+            left, top = (canvas[0] - 512) // 2, (canvas[1] - 512) // 2
+            video.write(cv2.copyMakeBorder(frame, top, canvas[1] - 512 - top, left, canvas[0] - 512 - left,
+                                           cv2.BORDER_CONSTANT, value=(90, 90, 90)))
     return path
 
 
@@ -245,6 +250,28 @@ def test_a_long_hold_out_is_scored_on_evenly_spaced_frames(video, tmp_path, monk
     assert len(held) == metrics["holdout_frames"] == 8 and metrics["frames"] == 3
     assert [row["frame"] for row in metrics["per_frame"]] == [held[0], held[4], held[7]]
     assert "held-out frames (3 of 8, evenly spaced)" in capsys.readouterr().out
+
+
+def test_a_small_head_in_a_wide_frame_is_fitted_and_scored_in_its_window(tmp_path, face_model_path, capsys):
+    from capture.frames import fit_size
+
+    # Her face is 89 px wide: MediaPipe's detector misses it in a frame much wider than 800 px.
+    wide = write_video(tmp_path / "wide.mp4", 4.0, canvas=(800, 600))
+    out = tmp_path / "wide.avatar"
+    assert main(["capture", str(wide), "-o", str(out), "--iterations", "6", "--gaussians", "2000", "--size", "96",
+                 "--no-speech-tuning", "-q"]) == 0
+    x0, y0, width, height = Avatar.load(out).metadata["capture"]["window_px"]
+    # The 512-px picture keeps its pixels: the window is about its size, not the 800x600 frame's.
+    assert width == 512 and 512 <= height <= 600 and 0 < x0 < 800 - width
+    size = fit_size(width, height, 96)
+    assert cv2.imread(str(tmp_path / "wide.report" / "masks.png")).shape[:2] == (2 * size[1], 3 * size[0])
+    assert main(["eval", str(out), str(wide), "--json", "-q"]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["frames"] == 8 and 5 < scores["psnr"] < 60
+    dataset = tmp_path / "dataset"
+    assert main(["export-dataset", str(wide), "-o", str(dataset), "--avatar", str(out), "--size", "96", "-q"]) == 0
+    data = json.loads((dataset / "transforms.json").read_text())
+    assert (data["w"], data["h"]) == size
 
 
 def test_eval_on_another_video_and_export_without_an_avatar(captured, tmp_path, capsys, face_model_path):

@@ -102,6 +102,41 @@ def test_the_cut_below_the_jaw_turns_with_the_head(mesh):
             assert not below[ay, ax] and below[uy, ux], degrees
 
 
+def test_the_head_window_keeps_a_small_head_at_the_source_resolution(mesh):
+    from capture.frames import MIN_WINDOW_PX, FrameWindow, head_window
+
+    oval = mesh.vertices_cm[:, :2] * [10, -10]  # frontal, 10 px/cm, y down: a face 150 px wide
+    landmarks = np.stack([np.pad(oval + shift, ((0, 10), (0, 1))) for shift in ([1400, 500], [1420, 510])])
+    window = head_window(landmarks, 1920, 1080)
+    assert window.width_px == window.height_px == MIN_WINDOW_PX
+    assert 0 <= window.x0_px and window.x0_px + window.width_px <= 1920 and window.y0_px + window.height_px <= 1080
+    for frame in landmarks:
+        centre, radii = head_ellipse(frame[LANDMARK_GROUPS["face_oval"], :2])
+        assert (centre - radii >= [window.x0_px, window.y0_px]).all()
+        assert (centre + radii <= [window.x0_px + window.width_px, window.y0_px + window.height_px]).all()
+    # Near the frame's edge the window stays inside it; a head filling the frame keeps the whole frame.
+    assert head_window(landmarks - [1390, 0, 0], 1920, 1080).x0_px == 0
+    assert head_window(landmarks - [1144, 244, 0], 512, 560) == FrameWindow.whole(512, 560)
+    assert head_window(landmarks[:0], 1920, 1080) == FrameWindow.whole(1920, 1080)
+
+
+def test_a_window_camera_sees_each_point_where_the_crop_shows_it():
+    from capture.frames import FrameWindow
+
+    camera = Camera(1920, 1080, 1500.0, 1490.0, 950.0, 545.0)
+    window = FrameWindow(1144, 244, 512, 640)
+    size = window.size(256)
+    assert size == (205, 256)
+    points = np.array([[18.0, -1.0, -60.0], [20.0, -4.0, -55.0], [15.0, 5.0, -70.0]])  # inside the window
+    source_uv, _ = camera.project(points)
+    window_uv, _ = window.camera(camera, size).project(points)
+    expected = window.landmarks(source_uv) * [size[0] / window.width_px, size[1] / window.height_px]
+    assert ((window_uv > 0) & (window_uv < size)).all()
+    np.testing.assert_allclose(window_uv, expected, atol=1e-4)  # landmarks are float32
+    image = np.arange(1080 * 1920 * 3, dtype=np.uint32).reshape(1080, 1920, 3)
+    assert window.crop(image).shape == (640, 512, 3) and window.crop(image)[0, 0, 0] == image[244, 1144, 0]
+
+
 def test_scaffold_adds_a_skull_behind_the_face_and_a_mouth_that_opens(mesh):
     basis = generic_expression_basis(mesh)
     scaffold = build_scaffold(mesh.vertices_cm, basis, mesh.triangles)

@@ -191,7 +191,7 @@ def run_eval(args: argparse.Namespace) -> int:
     steps = args.track_steps if args.track_steps is not None else \
         int(record.get("options", {}).get("track_steps", REFINE_STEPS))
     result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
-                                  refine_steps=steps, progress=not args.quiet)
+                                  refine_steps=steps, window=info.window, progress=not args.quiet)
     if not args.json:
         print(f"{'held-out' if same else 'last 20% of the'} frames of {info.source.path.name}: {result.frames}; PSNR "
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
@@ -224,7 +224,7 @@ def run_export(args: argparse.Namespace) -> int:
     from avatar import OutputError
     from avatar.model import Avatar
     from capture.dataset import write_dataset
-    from capture.frames import decode_frames, fit_size, frame_masks
+    from capture.frames import decode_frames, frame_masks
     from capture.pipeline import prepare, retrack
 
     if args.output.exists():
@@ -237,12 +237,13 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         info = prepare(args.video, args.holdout, progress)
         holdout = set(info.holdout.tolist())
-    source, track, face = info.source, info.track, info.face
+    source, track, face, window = info.source, info.track, info.face, info.window
     indices = np.concatenate([info.train, info.holdout])
-    size = fit_size(source.width_px, source.height_px, args.size)
-    images = decode_frames(source, indices, size, progress)
-    masks = frame_masks(images, track.landmarks_px[indices], (source.width_px, source.height_px), progress)
-    path = write_dataset(args.output, images, masks, indices, track, face.camera.resized(*size),
+    size = window.size(args.size)
+    images = decode_frames(source, indices, size, progress, window)
+    masks = frame_masks(images, window.landmarks(track.landmarks_px[indices]), (window.width_px, window.height_px),
+                        progress)
+    path = write_dataset(args.output, images, masks, indices, track, window.camera(face.camera, size),
                          face.head_rotation[indices], face.head_translation_cm[indices], holdout, progress)
     print(f"{len(indices)} frames ({len(holdout)} held out), head masks and cameras -> {path}")
     return 0
