@@ -13,7 +13,7 @@ from tqdm import tqdm
 from avatar import NUM_LANDMARKS, NUM_WEIGHTS, Camera, InputError, Track
 from avatar.rotation import matrix_to_rotvec
 from capture.model_files import resolve_face_model
-from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, FaceLandmarker
+from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, Detection, FaceLandmarker
 from capture.media import MediaSource
 from capture.smoothing import TrackSmoothing, fill_gaps, smooth_track
 
@@ -31,6 +31,16 @@ class TrackingStats:
     several_faces_fraction: float  # of the frames with a face, those with more than one
 
 
+# MediaPipe's face detector looks at the whole frame at 128 px: a face under about a seventh of the
+# frame's longer side (a person at a desk in a 16:9 video) is found in few frames or none. Then the
+# face is looked for in zoomed tiles of a few frames, and the video tracked again in a square
+# around it, ZOOM_FACE_SIDES face widths a side.
+ZOOM_BELOW_FOUND = 0.9       # found share under which a small or missing face is looked for zoomed
+ZOOM_FACE_SHARE = 0.25       # face width, as a share of the frame's longer side, counted as small
+ZOOM_PROBE_FRAMES = 8
+ZOOM_FACE_SIDES = 4.0
+
+
 def track_media(source: MediaSource, *, model_path: str | Path | None = None,
                 smoothing: TrackSmoothing | None = None, max_gap_s: float = 0.25,
                 progress: bool = True) -> tuple[Track, TrackingStats]:
@@ -38,31 +48,32 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
 
     Frames without a face are flagged (`found` False); gaps up to `max_gap_s`
     between found frames are interpolated; `smoothing`, if given, runs a
-    One-Euro filter afterwards.
+    One-Euro filter afterwards. A face too small for the detector in the
+    whole frame is tracked in a square around it (`ZOOM_*`); landmarks and the
+    camera are still the whole frame's.
 
     Raises:
         InputError: no face in any frame (or in the photo).
         ModelFileError: the face model cannot be found.
     """
     model_path = resolve_face_model(model_path)
-    rows: list[tuple[float, object]] = []
-    size = None
     start = time.perf_counter()
-    with FaceLandmarker(model_path, video=source.kind == "video") as landmarker, \
-            tqdm(total=source.num_frames, unit="frame", desc=f"tracking {source.path.name}",
-                 disable=not progress, leave=False) as bar:
-        for frame in source.frames():
-            size = frame.image.shape[1], frame.image.shape[0]
-            rows.append((frame.time_s, landmarker.detect(frame.image, frame.time_s)))
-            bar.update()
+    rows, (width, height) = _detect_all(source, model_path, None, progress)
+    camera = Camera.from_vertical_fov(width, height, MEDIAPIPE_VERTICAL_FOV_DEG)
+    if _too_small(rows, width, height):
+        square = _locate_face(source, model_path, width, height)
+        if square is not None:
+            zoomed, _ = _detect_all(source, model_path, square, progress)
+            if sum(d is not None for _, d in zoomed) > sum(d is not None for _, d in rows):
+                log.info("%s: the face is small in the frame; tracked in the square %s", source.path.name, square)
+                rows, camera = zoomed, _square_camera(square, width, height)
     elapsed = time.perf_counter() - start
     detections = [d for _, d in rows if d is not None]
     what = "the photo" if source.kind == "photo" else f"any of the {len(rows)} frames"
     if not detections:
         raise InputError(f"no face found in {what} of {source.path}: use a well-lit recording "
                          f"with the face visible and turned towards the camera")
-    width, height = size
-    track = _assemble(rows, Camera.from_vertical_fov(width, height, MEDIAPIPE_VERTICAL_FOV_DEG), str(source.path))
+    track = _assemble(rows, camera, str(source.path))
     track = fill_gaps(track, max_gap_s)
     if smoothing is not None:
         track = smooth_track(track, smoothing)
@@ -70,6 +81,87 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
                           max(d.num_faces for d in detections),
                           sum(d.num_faces > 1 for d in detections) / len(detections))
     return track, stats
+
+
+Square = tuple[int, int, int]
+"""A square of the frame: left and top corner and side, in pixels."""
+
+
+def _detect_all(source: MediaSource, model_path: Path, square: Square | None, progress: bool
+                ) -> tuple[list[tuple[float, Detection | None]], tuple[int, int]]:
+    """Every frame's detection (in `square`, landmarks then in the whole frame's pixels-to-be:
+    see `_assemble`), and the frame size (W, H)."""
+    rows: list[tuple[float, Detection | None]] = []
+    size = (0, 0)
+    with FaceLandmarker(model_path, video=source.kind == "video") as landmarker, \
+            tqdm(total=source.num_frames, unit="frame", desc=f"tracking {source.path.name}",
+                 disable=not progress, leave=False) as bar:
+        for frame in source.frames():
+            size = frame.image.shape[1], frame.image.shape[0]
+            if square is None:
+                rows.append((frame.time_s, landmarker.detect(frame.image, frame.time_s)))
+            else:
+                x0, y0, side = square
+                found = landmarker.detect(frame.image[y0:y0 + side, x0:x0 + side], frame.time_s)
+                rows.append((frame.time_s, found and _in_frame(found, square, size)))
+            bar.update()
+    return rows, size
+
+
+def _too_small(rows: list[tuple[float, Detection | None]], width: int, height: int) -> bool:
+    """Whether the face was missed in many frames and, where found, is small in the frame."""
+    found = [d for _, d in rows if d is not None]
+    if len(found) >= ZOOM_BELOW_FOUND * len(rows):
+        return False
+    spans = [(d.landmarks_norm[:, 0].max() - d.landmarks_norm[:, 0].min()) * width for d in found]
+    return not found or float(np.median(spans)) < ZOOM_FACE_SHARE * max(width, height)
+
+
+def _locate_face(source: MediaSource, model_path: Path, width: int, height: int) -> Square | None:
+    """A square around the face, found in overlapping half-size tiles of a few evenly spaced frames."""
+    tile = min(width, height) // 2
+    if tile < 64:
+        return None
+    xs = np.unique(np.linspace(0, width - tile, max(2, round(2 * width / tile) - 1)).round().astype(int))
+    ys = np.unique(np.linspace(0, height - tile, max(2, round(2 * height / tile) - 1)).round().astype(int))
+    probes = set(np.linspace(0, max(source.num_frames - 1, 0), ZOOM_PROBE_FRAMES).round().astype(int).tolist())
+    with FaceLandmarker(model_path, video=False) as landmarker:
+        for frame in source.frames():
+            if frame.index not in probes:
+                continue
+            for y0 in ys:
+                for x0 in xs:
+                    found = landmarker.detect(frame.image[y0:y0 + tile, x0:x0 + tile])
+                    if found is None:
+                        continue
+                    uv = found.landmarks_norm[:, :2] * tile + [x0, y0]
+                    centre, span = (uv.min(0) + uv.max(0)) / 2, float(np.ptp(uv[:, 0]))
+                    side = int(min(max(ZOOM_FACE_SIDES * span, 64), width, height))
+                    corner = np.clip(np.round(centre - side / 2), 0, [width - side, height - side]).astype(int)
+                    return int(corner[0]), int(corner[1]), side
+            if frame.index >= max(probes):
+                break
+    return None
+
+
+def _in_frame(found: Detection, square: Square, size: tuple[int, int]) -> Detection:
+    """A detection in `square`, its landmarks as fractions of the whole frame (W, H); z stays in
+    units of the square's width, as MediaPipe gives it, so its scale matches the pose's camera."""
+    x0, y0, side = square
+    width, height = size
+    landmarks = found.landmarks_norm.copy()
+    landmarks[:, 0] = (landmarks[:, 0] * side + x0) / width
+    landmarks[:, 1] = (landmarks[:, 1] * side + y0) / height
+    landmarks[:, 2] *= side / width
+    return Detection(landmarks, found.weights, found.head_to_camera, found.num_faces)
+
+
+def _square_camera(square: Square, width: int, height: int) -> Camera:
+    """The whole frame's camera for poses MediaPipe measured in `square`: its focal length is the
+    square's at MediaPipe's field of view, and its principal point the square's centre."""
+    x0, y0, side = square
+    inner = Camera.from_vertical_fov(side, side, MEDIAPIPE_VERTICAL_FOV_DEG)
+    return Camera(width, height, inner.fx_px, inner.fy_px, x0 + side / 2, y0 + side / 2)
 
 
 def track_image(image: np.ndarray, *, source: str = "image", model_path: str | Path | None = None) -> Track:

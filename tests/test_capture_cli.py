@@ -255,14 +255,13 @@ def test_a_long_hold_out_is_scored_on_evenly_spaced_frames(video, tmp_path, monk
 def test_a_small_head_in_a_wide_frame_is_fitted_and_scored_in_its_window(tmp_path, face_model_path, capsys):
     from capture.frames import fit_size
 
-    # Her face is 89 px wide: MediaPipe's detector misses it in a frame much wider than 800 px.
-    wide = write_video(tmp_path / "wide.mp4", 4.0, canvas=(800, 600))
+    wide = write_video(tmp_path / "wide.mp4", 4.0, canvas=(1280, 720))
     out = tmp_path / "wide.avatar"
     assert main(["capture", str(wide), "-o", str(out), "--iterations", "6", "--gaussians", "2000", "--size", "96",
                  "--no-speech-tuning", "-q"]) == 0
     x0, y0, width, height = Avatar.load(out).metadata["capture"]["window_px"]
-    # The 512-px picture keeps its pixels: the window is about its size, not the 800x600 frame's.
-    assert width == 512 and 512 <= height <= 600 and 0 < x0 < 800 - width
+    # The 512-px picture keeps its pixels: the window is about its size, not the 1280x720 frame's.
+    assert width == 512 and 512 <= height <= 720 and 0 < x0 < 1280 - width
     size = fit_size(width, height, 96)
     assert cv2.imread(str(tmp_path / "wide.report" / "masks.png")).shape[:2] == (2 * size[1], 3 * size[0])
     assert main(["eval", str(out), str(wide), "--json", "-q"]) == 0

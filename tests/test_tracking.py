@@ -81,6 +81,26 @@ def test_video_gaps_are_flagged_short_ones_filled_and_saved(face_model_path, ast
     assert (preview.num_frames, preview.width_px) == (60, 256)
 
 
+def test_a_small_face_in_a_wide_frame_is_tracked_in_a_square_around_it(face_model_path, tmp_path):
+    from tests.test_capture_cli import write_video
+
+    # The astronaut's face is 89 px wide: in a 1280x720 frame the detector alone never finds it.
+    wide = write_video(tmp_path / "wide.mp4", 2.0, canvas=(1280, 720))
+    plain = write_video(tmp_path / "plain.mp4", 2.0)
+    track, stats = track_media(open_media(wide), progress=False)
+    reference, _ = track_media(open_media(plain), progress=False)
+    assert stats.found_fraction == 1.0 and (track.camera.width_px, track.camera.height_px) == (1280, 720)
+    shift = np.abs(track.landmarks_px[:, :, :2] - [384, 104] - reference.landmarks_px[:, :, :2])
+    assert np.median(shift) < 0.5
+    # The pose is MediaPipe's in the square: through the track's camera it lands on the landmarks.
+    mesh = load_canonical_mesh()
+    for f in (0, len(track) - 1):
+        head = mesh.vertices_cm @ rotvec_to_matrix(track.head_rotation[f]).T + track.head_translation_cm[f]
+        uv, _ = track.camera.project(head)
+        lm = track.landmarks_px[f]
+        assert np.linalg.norm(uv - lm[:468, :2], axis=1).mean() < 0.06 * np.ptp(lm[:468, 0])
+
+
 def test_a_video_without_any_face_is_an_error(face_model_path, astronaut, tmp_path):
     gap_video(tmp_path / "empty.mp4", astronaut, set(range(20)), frames=20)
     with pytest.raises(InputError, match="no face found in any of the 20 frames"):
