@@ -89,8 +89,8 @@ Square = tuple[int, int, int]
 
 def _detect_all(source: MediaSource, model_path: Path, square: Square | None, progress: bool
                 ) -> tuple[list[tuple[float, Detection | None]], tuple[int, int]]:
-    """Every frame's detection (in `square`, landmarks then in the whole frame's pixels-to-be:
-    see `_assemble`), and the frame size (W, H)."""
+    """Every frame's (time, detection), and the frame size (W, H). With `square`, MediaPipe sees
+    only that square, and the landmarks are turned back into fractions of the whole frame (`_in_frame`)."""
     rows: list[tuple[float, Detection | None]] = []
     size = (0, 0)
     with FaceLandmarker(model_path, video=source.kind == "video") as landmarker, \
@@ -103,7 +103,7 @@ def _detect_all(source: MediaSource, model_path: Path, square: Square | None, pr
             else:
                 x0, y0, side = square
                 found = landmarker.detect(frame.image[y0:y0 + side, x0:x0 + side], frame.time_s)
-                rows.append((frame.time_s, found and _in_frame(found, square, size)))
+                rows.append((frame.time_s, _in_frame(found, square, size) if found is not None else None))
             bar.update()
     return rows, size
 
