@@ -18,8 +18,8 @@ from capture.segmentation import person_probabilities
 
 MASK_SIZE_PX = 256  # masks are computed at most this large and scaled up: GrabCut's cost grows with area
 # The head's window: its ellipse's extent over the whole video, grown by this share on every side,
-# and at least this many source pixels on a side (a head is never magnified). A window covering
-# most of the frame is the whole frame.
+# and at least this many source pixels on a side (at the default 512 px, a head is never
+# magnified). A window covering most of the frame is the whole frame.
 WINDOW_MARGIN = 0.15
 MIN_WINDOW_PX = 512
 WHOLE_FRAME_SHARE = 0.6   # of the frame's area
