@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,11 @@ class CaptureInput:
     face: FaceFit
     train: np.ndarray
     holdout: np.ndarray
-    window: FrameWindow
+
+    @cached_property
+    def window(self) -> FrameWindow:
+        """The part of the frames that holds the head in every frame with a face (`head_window`)."""
+        return head_window(self.track.landmarks_px[self.track.valid], self.source.width_px, self.source.height_px)
 
     @property
     def expression_peaks(self) -> dict[str, float]:
@@ -140,8 +145,7 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
         face.head_rotation[held] = refined.head_rotation[held]
         face.head_translation_cm[held] = refined.head_translation_cm[held]
         face.rms_px[held] = refined.rms_px[held]
-    window = head_window(track.landmarks_px[valid], source.width_px, source.height_px)
-    info = CaptureInput(source, track, stats, face, train, held, window)
+    info = CaptureInput(source, track, stats, face, train, held)
     for warning in info.warnings:
         logging.getLogger(__name__).warning(warning)
     return info
@@ -296,5 +300,4 @@ def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress:
                     np.full(len(track.time_s), np.nan, np.float32))
     mesh = load_canonical_mesh()
     face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=fixed)
-    window = head_window(track.landmarks_px[valid], source.width_px, source.height_px)
-    return CaptureInput(source, track, stats, face, train, holdout, window), same
+    return CaptureInput(source, track, stats, face, train, holdout), same

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from avatar import NUM_LANDMARKS, NUM_WEIGHTS, Camera, InputError, Track
 from avatar.rotation import matrix_to_rotvec
 from capture.model_files import resolve_face_model
+from capture.frames import FrameWindow
 from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, Detection, FaceLandmarker
 from capture.media import MediaSource
 from capture.smoothing import TrackSmoothing, fill_gaps, smooth_track
@@ -83,11 +84,7 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
     return track, stats
 
 
-Square = tuple[int, int, int]
-"""A square of the frame: left and top corner and side, in pixels."""
-
-
-def _detect_all(source: MediaSource, model_path: Path, square: Square | None, progress: bool
+def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | None, progress: bool
                 ) -> tuple[list[tuple[float, Detection | None]], tuple[int, int]]:
     """Every frame's (time, detection), and the frame size (W, H). With `square`, MediaPipe sees
     only that square, and the landmarks are turned back into fractions of the whole frame (`_in_frame`)."""
@@ -101,8 +98,7 @@ def _detect_all(source: MediaSource, model_path: Path, square: Square | None, pr
             if square is None:
                 rows.append((frame.time_s, landmarker.detect(frame.image, frame.time_s)))
             else:
-                x0, y0, side = square
-                found = landmarker.detect(frame.image[y0:y0 + side, x0:x0 + side], frame.time_s)
+                found = landmarker.detect(square.crop(frame.image), frame.time_s)
                 rows.append((frame.time_s, _in_frame(found, square, size) if found is not None else None))
             bar.update()
     return rows, size
@@ -117,51 +113,55 @@ def _too_small(rows: list[tuple[float, Detection | None]], width: int, height: i
     return not found or float(np.median(spans)) < ZOOM_FACE_SHARE * max(width, height)
 
 
-def _locate_face(source: MediaSource, model_path: Path, width: int, height: int) -> Square | None:
+def _locate_face(source: MediaSource, model_path: Path, width: int, height: int) -> FrameWindow | None:
     """A square around the face, found in overlapping half-size tiles of a few evenly spaced frames."""
-    tile = min(width, height) // 2
-    if tile < 64:
+    side = min(width, height) // 2
+    if side < 64:
         return None
-    xs = np.unique(np.linspace(0, width - tile, max(2, round(2 * width / tile) - 1)).round().astype(int))
-    ys = np.unique(np.linspace(0, height - tile, max(2, round(2 * height / tile) - 1)).round().astype(int))
+    xs = np.unique(np.linspace(0, width - side, max(2, round(2 * width / side) - 1)).round().astype(int))
+    ys = np.unique(np.linspace(0, height - side, max(2, round(2 * height / side) - 1)).round().astype(int))
+    tiles = [FrameWindow(int(x0), int(y0), side, side) for y0 in ys for x0 in xs]
     probes = set(np.linspace(0, max(source.num_frames - 1, 0), ZOOM_PROBE_FRAMES).round().astype(int).tolist())
     with FaceLandmarker(model_path, video=False) as landmarker:
         for frame in source.frames():
+            if frame.index > max(probes):
+                break
             if frame.index not in probes:
                 continue
-            for y0 in ys:
-                for x0 in xs:
-                    found = landmarker.detect(frame.image[y0:y0 + tile, x0:x0 + tile])
-                    if found is None:
-                        continue
-                    uv = found.landmarks_norm[:, :2] * tile + [x0, y0]
-                    centre, span = (uv.min(0) + uv.max(0)) / 2, float(np.ptp(uv[:, 0]))
-                    side = int(min(max(ZOOM_FACE_SIDES * span, 64), width, height))
-                    corner = np.clip(np.round(centre - side / 2), 0, [width - side, height - side]).astype(int)
-                    return int(corner[0]), int(corner[1]), side
-            if frame.index >= max(probes):
-                break
+            for tile in tiles:
+                found = landmarker.detect(tile.crop(frame.image))
+                if found is not None:
+                    return _around_face(tile, found, width, height)
     return None
 
 
-def _in_frame(found: Detection, square: Square, size: tuple[int, int]) -> Detection:
-    """A detection in `square`, its landmarks as fractions of the whole frame (W, H); z stays in
-    units of the square's width, as MediaPipe gives it, so its scale matches the pose's camera."""
-    x0, y0, side = square
+def _around_face(tile: FrameWindow, found: Detection, width: int, height: int) -> FrameWindow:
+    """The square `ZOOM_FACE_SIDES` face widths a side around a face found in `tile`, inside the frame."""
+    uv = found.landmarks_norm[:, :2] * tile.width_px + [tile.x0_px, tile.y0_px]
+    centre, span = (uv.min(0) + uv.max(0)) / 2, float(np.ptp(uv[:, 0]))
+    side = int(min(max(ZOOM_FACE_SIDES * span, 64), width, height))
+    corner = np.clip(np.round(centre - side / 2), 0, [width - side, height - side]).astype(int)
+    return FrameWindow(int(corner[0]), int(corner[1]), side, side)
+
+
+def _in_frame(found: Detection, square: FrameWindow, size: tuple[int, int]) -> Detection:
+    """A detection in `square`, its landmarks as fractions of the whole frame (W, H), as `_assemble`
+    takes them: x and y moved and rescaled, z (in units of the image's width) rescaled too, so that
+    in pixels it is what MediaPipe measured in the square."""
     width, height = size
+    side = square.width_px
     landmarks = found.landmarks_norm.copy()
-    landmarks[:, 0] = (landmarks[:, 0] * side + x0) / width
-    landmarks[:, 1] = (landmarks[:, 1] * side + y0) / height
+    landmarks[:, 0] = (landmarks[:, 0] * side + square.x0_px) / width
+    landmarks[:, 1] = (landmarks[:, 1] * side + square.y0_px) / height
     landmarks[:, 2] *= side / width
     return Detection(landmarks, found.weights, found.head_to_camera, found.num_faces)
 
 
-def _square_camera(square: Square, width: int, height: int) -> Camera:
+def _square_camera(square: FrameWindow, width: int, height: int) -> Camera:
     """The whole frame's camera for poses MediaPipe measured in `square`: its focal length is the
     square's at MediaPipe's field of view, and its principal point the square's centre."""
-    x0, y0, side = square
-    inner = Camera.from_vertical_fov(side, side, MEDIAPIPE_VERTICAL_FOV_DEG)
-    return Camera(width, height, inner.fx_px, inner.fy_px, x0 + side / 2, y0 + side / 2)
+    inner = Camera.from_vertical_fov(square.width_px, square.height_px, MEDIAPIPE_VERTICAL_FOV_DEG)
+    return Camera(width, height, inner.fx_px, inner.fy_px, square.x0_px + inner.cx_px, square.y0_px + inner.cy_px)
 
 
 def track_image(image: np.ndarray, *, source: str = "image", model_path: str | Path | None = None) -> Track:
