@@ -113,7 +113,19 @@ def _probe_video(path: Path) -> MediaSource:
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise InputError(f"{path} has a video stream without a frame size: the file is damaged")
+        if _display_rotation(container, stream) % 180:
+            width, height = height, width
         return MediaSource(path, "video", width, height, fps, num_frames, has_audio=bool(container.streams.audio))
+
+
+def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Degrees counter-clockwise that the file's display matrix turns its frames (a phone held
+    upright stores them sideways, at -90). PyAV reads it per frame, so this decodes the first."""
+    try:
+        first = next(container.decode(stream), None)
+    except av.error.FFmpegError:
+        return 0  # decoding the frames says what is damaged
+    return first.rotation if first is not None else 0
 
 
 def _video_frames(path: Path) -> Iterator[Frame]:

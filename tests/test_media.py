@@ -37,6 +37,28 @@ def test_video_round_trip_keeps_count_size_times_and_content(tmp_path):
     assert error < 6, error
 
 
+def test_a_phone_video_stored_sideways_is_read_upright_at_its_upright_size(tmp_path):
+    """Phones store a portrait video as landscape frames with a display matrix that turns them."""
+    upright = np.zeros((48, 32, 3), np.uint8)
+    upright[:8, :16] = 255  # a white block at the top left of the picture as shown
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.set_display_rotation(-90)  # shown turned 90 degrees clockwise
+        stored = np.ascontiguousarray(np.rot90(upright, k=1))
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = open_media(path)
+    assert (source.width_px, source.height_px, source.num_frames) == (32, 48, 3)
+    frame = next(source.frames()).image
+    assert frame.shape == (48, 32, 3)
+    assert np.abs(frame.astype(int) - upright).mean() < 8
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
