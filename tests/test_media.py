@@ -59,6 +59,20 @@ def test_a_phone_video_stored_sideways_is_read_upright_at_its_upright_size(tmp_p
     assert np.abs(frame.astype(int) - upright).mean() < 8
 
 
+def test_a_photo_is_turned_by_its_exif_orientation(tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:8, :16] = 255
+    photo = image_module.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # Orientation: shown turned 90 degrees clockwise
+    photo.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    source = open_media(tmp_path / "phone.jpg")
+    image = next(source.frames()).image
+    assert (source.width_px, source.height_px, image.shape) == (32, 48, (48, 32, 3))
+    assert image[:8, -8:].mean() > 200 and image[:8, :8].mean() < 50
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
