@@ -57,15 +57,22 @@ class FeatureConfig:
         return asdict(self)
 
 
-def to_feature_rate(values: np.ndarray, fps: float, count: int) -> np.ndarray:
-    """[T, C] per-frame values at `fps` (frame i at i / fps) -> [count, C] at FRAME_RATE, linearly.
+def resample_curves(values: np.ndarray, times_s: np.ndarray, new_times_s: np.ndarray) -> np.ndarray:
+    """[T, C] values at `times_s` [T] (s, increasing) -> [N, C] at `new_times_s` [N], linearly.
+
+    Held at the end values outside `times_s`. Frame times, not a frame rate, so that a
+    variable-frame-rate video's frames meet the audio where they were filmed.
+    """
+    return np.stack([np.interp(new_times_s, times_s, values[:, c]) for c in range(values.shape[1])], axis=1
+                    ).astype(np.float32)
+
+
+def to_feature_rate(values: np.ndarray, times_s: np.ndarray, count: int) -> np.ndarray:
+    """[T, C] values at `times_s` [T] -> [count, C] at FRAME_RATE (frame k at k / FRAME_RATE), linearly.
 
     How targets (ARKit weights from a synthesiser or a tracker) meet the features' frames.
     """
-    source = np.arange(len(values)) / fps
-    target = np.arange(count) / FRAME_RATE
-    return np.stack([np.interp(target, source, values[:, c]) for c in range(values.shape[1])], axis=1
-                    ).astype(np.float32)
+    return resample_curves(values, times_s, np.arange(count) / FRAME_RATE)
 
 
 def num_frames(num_samples: int, config: FeatureConfig) -> int:

@@ -53,11 +53,11 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
-def frame_loudness_db(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
-    """[T] RMS level (dBFS) of the audio in a one-frame window centred on each frame time i / fps."""
-    half = int(sample_rate / fps / 2)
-    centres = (np.arange(num_frames) / fps * sample_rate).astype(int)
-    levels = np.empty(num_frames)
+def frame_loudness_db(audio: np.ndarray, sample_rate: int, times_s: np.ndarray, window_s: float) -> np.ndarray:
+    """[T] RMS level (dBFS) of the audio in a `window_s` window centred on each of `times_s` [T] (s)."""
+    half = int(sample_rate * window_s / 2)
+    centres = (np.asarray(times_s) * sample_rate).astype(int)
+    levels = np.empty(len(centres))
     for i, c in enumerate(centres):
         window = audio[max(0, c - half):c + half]
         levels[i] = 10 * np.log10(np.mean(window.astype(np.float64) ** 2) + 1e-10) if len(window) else -100.0

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from animation.features import FRAME_RATE, log_mel, resample, to_feature_rate
+from animation.features import FRAME_RATE, log_mel, resample, resample_curves, to_feature_rate
 from animation.metrics import correlation
 from animation.model import Audio2Face, predict
 from avatar.arkit import ARKIT_NAMES, index_of
@@ -32,14 +32,15 @@ _MOUTH = torch.tensor([name.startswith(("jaw", "mouth")) for name in ARKIT_NAMES
 _JAW = index_of("jawOpen")
 
 
-def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: np.ndarray, fps: float,
+def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: np.ndarray, times_s: np.ndarray,
               train: np.ndarray, *, score: np.ndarray | None = None, steps: int = STEPS,
               seed: int = 0) -> tuple[Audio2Face, dict]:
     """A tuned copy of `model`, and what tuning did.
 
     Args:
         audio: [S] mono samples of the whole clip at `sample_rate`.
-        weights: [T, 52] tracked weights at `fps`, frame i at i / fps (NaN rows: no face).
+        weights: [T, 52] tracked weights (NaN rows: no face).
+        times_s: [T] their frame times (s, increasing; a variable frame rate's are uneven).
         train: [T] bool, frames to learn from.
         score: [T] bool, frames to report jawOpen correlation on, before and after
             (default: the valid frames outside `train`); NaN when under 2 s.
@@ -48,8 +49,9 @@ def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: n
     """
     valid = np.isfinite(weights).all(1)
     usable = train & valid
-    if usable.sum() / fps < MIN_TRAIN_S:
-        raise ValueError(f"only {usable.sum() / fps:.1f} s of training frames with a face: tuning needs "
+    durations_s = _frame_durations(np.asarray(times_s, np.float64))
+    if durations_s[usable].sum() < MIN_TRAIN_S:
+        raise ValueError(f"only {durations_s[usable].sum():.1f} s of training frames with a face: tuning needs "
                          f"{MIN_TRAIN_S:g} s")
     began = time.perf_counter()
     look_ahead = model.look_ahead_frames
@@ -58,8 +60,8 @@ def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: n
                           model.feature_config)
     count = len(features) - look_ahead
     filled = np.where(valid[:, None], weights, 0.0)
-    targets = to_feature_rate(filled, fps, count)
-    mask = to_feature_rate(usable[:, None].astype(np.float32), fps, count)[:, 0] > 0.999
+    targets = to_feature_rate(filled, times_s, count)
+    mask = to_feature_rate(usable[:, None].astype(np.float32), times_s, count)[:, 0] > 0.999
     crop = int(CROP_S * FRAME_RATE)
     starts = np.flatnonzero(np.convolve(mask, np.ones(crop), "valid") >= 0.8 * crop)
     if not len(starts):
@@ -70,13 +72,16 @@ def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: n
 
     scored = valid & (~train if score is None else score)
 
+    fps = 1.0 / float(np.median(durations_s))
+    predictions_end_s = len(audio) / sample_rate
+
     def jaw_corr(m: Audio2Face) -> float:
-        if scored.sum() < 2 * fps:
+        if durations_s[scored].sum() < 2.0:
             return float("nan")
-        _, predicted = predict(m, audio, sample_rate, fps)
-        n = min(len(predicted), len(weights))
-        keep = scored[:n]
-        return correlation(predicted[:n][keep, _JAW], weights[:n][keep, _JAW])
+        predicted_s, predicted = predict(m, audio, sample_rate, fps)
+        keep = scored & (times_s < predictions_end_s)
+        jaw = resample_curves(predicted[:, [_JAW]], predicted_s, times_s[keep])[:, 0]
+        return correlation(jaw, weights[keep, _JAW])
 
     before = jaw_corr(model)
     tuned = copy.deepcopy(model).train()
@@ -99,10 +104,19 @@ def fine_tune(model: Audio2Face, audio: np.ndarray, sample_rate: int, weights: n
         optimiser.step()
     tuned.eval()
     info = {"steps": steps, "seconds": round(time.perf_counter() - began, 1),
-            "train_s": round(float(usable.sum() / fps), 1), "scored_s": round(float(scored.sum() / fps), 1),
+            "train_s": round(float(durations_s[usable].sum()), 1),
+            "scored_s": round(float(durations_s[scored].sum()), 1),
             "jaw_corr_before": round(before, 4), "jaw_corr_after": round(jaw_corr(tuned), 4)}
     tuned.training_info = {**model.training_info, "tuned": info}
     return tuned, info
+
+
+def _frame_durations(times_s: np.ndarray) -> np.ndarray:
+    """[T] seconds from each frame to the next (the last lasts the median; none: a single frame)."""
+    if len(times_s) < 2:
+        return np.zeros(len(times_s))
+    gaps = np.diff(times_s)
+    return np.append(gaps, np.median(gaps))
 
 
 def model_arrays(model: Audio2Face) -> dict[str, np.ndarray]:

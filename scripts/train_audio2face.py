@@ -94,8 +94,9 @@ def load_dataset(folder: Path, features: FeatureConfig) -> list[Utterance]:
             phones = [tuple(p) for p in json.loads(bytes(data["phones_json"]).decode())]
             voice = json.loads(bytes(data["voice"]).decode()) if "voice" in data else {}
         weights = phone_targets(phones, fps, len(audio) / SAMPLE_RATE)
-        utterances.append(Utterance(path.stem, audio, to_feature_rate(weights, fps, num_frames(len(audio), features)),
-                                    weights, fps, f"{voice.get('engine', '?')}:{voice.get('voice', '?')}"))
+        targets = to_feature_rate(weights, np.arange(len(weights)) / fps, num_frames(len(audio), features))
+        utterances.append(Utterance(path.stem, audio, targets, weights, fps,
+                                    f"{voice.get('engine', '?')}:{voice.get('voice', '?')}"))
     return utterances
 
 

@@ -20,6 +20,7 @@ def lipsync_scores(video: Path, model) -> dict:
     import numpy as np
 
     from animation import predict
+    from animation.features import resample_curves
     from animation.metrics import (JAW, correlation, fit_weights_to_landmarks, frame_loudness_db,
                                    landmarks_from_weights, lip_vertex_error, loudness_jaw)
     from avatar import InputError
@@ -31,8 +32,10 @@ def lipsync_scores(video: Path, model) -> dict:
         raise InputError(f"{video} has no audio track: lip-sync needs the speaker's voice")
     audio, rate = read_audio(video, sample_rate=16000)
     track, _ = track_media(source, progress=False)
-    _, predicted = predict(model, audio, rate, fps=source.fps)
-    frames = np.flatnonzero(track.valid[: len(predicted)])
+    # Predictions meet the frames at the frames' own times: a variable frame rate's are uneven.
+    predicted_s, predicted = predict(model, audio, rate, fps=source.fps)
+    frames = np.flatnonzero(track.valid & (track.time_s < len(audio) / rate))
+    predicted = resample_curves(predicted, predicted_s, track.time_s[frames])
     mesh = load_canonical_mesh()
     lips = np.unique(np.concatenate([LANDMARK_GROUPS["lips_outer"], LANDMARK_GROUPS["lips_inner"]]))
     tracked_lips = np.stack([person_mesh(mesh, track, int(i))[lips] for i in frames])
@@ -42,8 +45,9 @@ def lipsync_scores(video: Path, model) -> dict:
     # weight's 10th percentile over the clip). Model and baselines all move relative to it.
     rest = np.percentile(tracked, 10, axis=0)
     loud_weights = np.tile(rest, (len(frames), 1))
-    loud_weights[:, JAW] = loudness_jaw(frame_loudness_db(audio, rate, source.fps, len(track))[frames], tracked[:, JAW])
-    model_weights = np.clip(rest + predicted[frames], 0, 1)
+    loudness_db = frame_loudness_db(audio, rate, track.time_s[frames], 1 / source.fps)
+    loud_weights[:, JAW] = loudness_jaw(loudness_db, tracked[:, JAW])
+    model_weights = np.clip(rest + predicted, 0, 1)
 
     def lve(weights: np.ndarray) -> float:
         return lip_vertex_error(landmarks_from_weights(weights, mapping), tracked_lips)
@@ -52,7 +56,7 @@ def lipsync_scores(video: Path, model) -> dict:
         "lve": lve(model_weights),
         "lve_loudness": lve(loud_weights),
         "lve_neutral": lve(np.tile(rest, (len(frames), 1))),
-        "jaw_corr": correlation(predicted[frames, JAW], tracked[:, JAW]),
+        "jaw_corr": correlation(predicted[:, JAW], tracked[:, JAW]),
         "jaw_corr_loudness": correlation(loud_weights[:, JAW], tracked[:, JAW]),
         "frames": int(len(frames)),
     }

@@ -154,7 +154,7 @@ def _tune_speech(result, seed: int):
     learn[info.train[:cut]], check[info.train[cut:]] = True, True
     weights = np.where(track.valid[:, None], track.weights, np.nan)
     try:
-        model, tuning = fine_tune(load_default_model(), audio, rate, weights, info.source.fps, learn, score=check,
+        model, tuning = fine_tune(load_default_model(), audio, rate, weights, track.time_s, learn, score=check,
                                   seed=seed)
     except ValueError as exc:
         print(f"speech model not tuned: {exc}")
