@@ -62,3 +62,31 @@ def test_bad_audio_is_a_one_line_error(avatar_path, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "not a readable audio file" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_bench_lipsync_prints_its_keys_and_scores_the_track_itself_perfectly(tmp_path, face_model_path, capsys):
+    import json
+
+    import cv2
+    import pytest
+
+    from avatar.commands.bench_speech import LIPSYNC_KEYS, LipsyncClip
+    from avatar.sample import sample_photo
+    from render import VideoWriter
+    from tests.test_server_session import speech_like as speech_samples
+
+    fps, seconds, path = 10.0, 3.0, tmp_path / "talk.mp4"
+    photo = sample_photo()
+    with VideoWriter(path, fps, audio=speech_samples(seconds, 16000), sample_rate=16000) as video:
+        for i in range(int(seconds * fps)):
+            sway = np.float32([[1, 0, 3 * np.sin(i)], [0, 1, 2 * np.cos(i)]])
+            video.write(cv2.warpAffine(photo, sway, (512, 512), borderMode=cv2.BORDER_REFLECT))
+    assert main(["bench", "lipsync", str(path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(printed) == set(LIPSYNC_KEYS)
+    clip = LipsyncClip.load(path)
+    assert len(clip.time_s) == 30
+    own = clip.scores(clip.time_s, clip.tracked - clip.rest)
+    assert own["jaw_corr"] == pytest.approx(1.0)
+    assert own["lve"] < 0.5 * own["lve_neutral"], own
+    assert own["lve_loudness"] == pytest.approx(printed["lve_loudness"], abs=1e-4)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 LIPSYNC_KEYS = ("lve", "lve_loudness", "lve_neutral", "jaw_corr", "jaw_corr_loudness")
 
@@ -15,51 +18,75 @@ def _load_model(path: Path | None):
     return load_model(path) if path else load_default_model()
 
 
+@dataclass(frozen=True)
+class LipsyncClip:
+    """A talking video as `avatar bench lipsync` scores it: its speech, and its track's usable frames.
+
+    Every candidate's weights are added to the person's resting face (`rest`) and mapped to lip
+    landmarks by a ridge fit on the clip's own track (`mapping`), then compared with the tracked lips.
+    """
+
+    audio: np.ndarray  # [S] mono at 16 kHz
+    fps: float
+    time_s: np.ndarray  # [F] times of the frames with a face, inside the audio
+    tracked: np.ndarray  # [F, 52] their tracked weights
+    tracked_lips_cm: np.ndarray  # [F, L, 3] their lip landmarks, canonical head space
+    mapping: np.ndarray  # [53, L * 3] weights -> lip landmarks
+    rest: np.ndarray  # [52] each weight's 10th percentile over the frames
+
+    @classmethod
+    def load(cls, video: Path) -> "LipsyncClip":
+        from animation.metrics import fit_weights_to_landmarks
+        from avatar import InputError
+        from avatar.audio import read_audio
+        from capture import LANDMARK_GROUPS, load_canonical_mesh, open_media, person_mesh, track_media
+
+        source = open_media(video)
+        if not source.has_audio:
+            raise InputError(f"{video} has no audio track: lip-sync needs the speaker's voice")
+        audio, _ = read_audio(video, sample_rate=16000)
+        track, _ = track_media(source, progress=False)
+        frames = np.flatnonzero(track.valid & (track.time_s < len(audio) / 16000))
+        mesh = load_canonical_mesh()
+        lips = np.unique(np.concatenate([LANDMARK_GROUPS["lips_outer"], LANDMARK_GROUPS["lips_inner"]]))
+        tracked_lips = np.stack([person_mesh(mesh, track, int(i))[lips] for i in frames])
+        tracked = track.weights[frames]
+        # The template, as in VOCA-style LVE: the person's resting face, here in weight space.
+        return cls(audio, source.fps, track.time_s[frames], tracked, tracked_lips,
+                   fit_weights_to_landmarks(tracked, tracked_lips), np.percentile(tracked, 10, axis=0))
+
+    def scores(self, time_s: np.ndarray, weights: np.ndarray) -> dict:
+        """The LIPSYNC_KEYS for weights [T, 52] at `time_s` [T], met with the frames at the frames' own
+        times (a variable frame rate's are uneven)."""
+        from animation.features import resample_curves
+        from animation.metrics import JAW, correlation, frame_loudness_db, loudness_jaw
+
+        predicted = resample_curves(weights, time_s, self.time_s)
+        loud_weights = np.tile(self.rest, (len(self.time_s), 1))
+        loudness_db = frame_loudness_db(self.audio, 16000, self.time_s, 1 / self.fps)
+        loud_weights[:, JAW] = loudness_jaw(loudness_db, self.tracked[:, JAW])
+        return {
+            "lve": self.lve(np.clip(self.rest + predicted, 0, 1)),
+            "lve_loudness": self.lve(loud_weights),
+            "lve_neutral": self.lve(np.tile(self.rest, (len(self.time_s), 1))),
+            "jaw_corr": correlation(predicted[:, JAW], self.tracked[:, JAW]),
+            "jaw_corr_loudness": correlation(loud_weights[:, JAW], self.tracked[:, JAW]),
+            "frames": int(len(self.time_s)),
+        }
+
+    def lve(self, weights: np.ndarray) -> float:
+        """Lip vertex error (cm) of weights [F, 52] at the frames."""
+        from animation.metrics import landmarks_from_weights, lip_vertex_error
+
+        return lip_vertex_error(landmarks_from_weights(weights, self.mapping), self.tracked_lips_cm)
+
+
 def lipsync_scores(video: Path, model) -> dict:
     """The LIPSYNC_KEYS for one video (see `avatar bench lipsync --help`)."""
-    import numpy as np
-
     from animation import predict
-    from animation.features import resample_curves
-    from animation.metrics import (JAW, correlation, fit_weights_to_landmarks, frame_loudness_db,
-                                   landmarks_from_weights, lip_vertex_error, loudness_jaw)
-    from avatar import InputError
-    from avatar.audio import read_audio
-    from capture import LANDMARK_GROUPS, load_canonical_mesh, open_media, person_mesh, track_media
 
-    source = open_media(video)
-    if not source.has_audio:
-        raise InputError(f"{video} has no audio track: lip-sync needs the speaker's voice")
-    audio, rate = read_audio(video, sample_rate=16000)
-    track, _ = track_media(source, progress=False)
-    # Predictions meet the frames at the frames' own times: a variable frame rate's are uneven.
-    predicted_s, predicted = predict(model, audio, rate, fps=source.fps)
-    frames = np.flatnonzero(track.valid & (track.time_s < len(audio) / rate))
-    predicted = resample_curves(predicted, predicted_s, track.time_s[frames])
-    mesh = load_canonical_mesh()
-    lips = np.unique(np.concatenate([LANDMARK_GROUPS["lips_outer"], LANDMARK_GROUPS["lips_inner"]]))
-    tracked_lips = np.stack([person_mesh(mesh, track, int(i))[lips] for i in frames])
-    tracked = track.weights[frames]
-    mapping = fit_weights_to_landmarks(tracked, tracked_lips)
-    # The template, as in VOCA-style LVE: the person's resting face, here in weight space (each
-    # weight's 10th percentile over the clip). Model and baselines all move relative to it.
-    rest = np.percentile(tracked, 10, axis=0)
-    loud_weights = np.tile(rest, (len(frames), 1))
-    loudness_db = frame_loudness_db(audio, rate, track.time_s[frames], 1 / source.fps)
-    loud_weights[:, JAW] = loudness_jaw(loudness_db, tracked[:, JAW])
-    model_weights = np.clip(rest + predicted, 0, 1)
-
-    def lve(weights: np.ndarray) -> float:
-        return lip_vertex_error(landmarks_from_weights(weights, mapping), tracked_lips)
-
-    return {
-        "lve": lve(model_weights),
-        "lve_loudness": lve(loud_weights),
-        "lve_neutral": lve(np.tile(rest, (len(frames), 1))),
-        "jaw_corr": correlation(predicted[:, JAW], tracked[:, JAW]),
-        "jaw_corr_loudness": correlation(loud_weights[:, JAW], tracked[:, JAW]),
-        "frames": int(len(frames)),
-    }
+    clip = LipsyncClip.load(video)
+    return clip.scores(*predict(model, clip.audio, 16000, fps=clip.fps))
 
 
 def run_lipsync(args: argparse.Namespace) -> int:
