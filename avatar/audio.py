@@ -13,6 +13,10 @@ from avatar.errors import InputError
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of `path` to mono float32.
 
+    A video's soundtrack is put on its frames' clock, which starts at the first frame: audio that
+    starts later (a screen or browser recording's often does) is preceded by silence, audio that
+    starts earlier is cut, so that sample i plays with the frame at i / rate s.
+
     Args:
         sample_rate: resample to this rate (Hz); None keeps the file's own.
     Returns:
@@ -32,12 +36,20 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
             stream = container.streams.audio[0]
             rate = sample_rate or stream.rate
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(stream)
-                      for out in resampler.resample(frame)]
+            chunks, first_s = [], None
+            for frame in container.decode(stream):
+                first_s = frame.time if first_s is None else first_s
+                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+            video = container.streams.video[0] if container.streams.video else None
+            lead_s = (first_s or 0.0) - float(video.start_time * video.time_base) \
+                if video is not None and video.start_time is not None else 0.0
     except av.error.FFmpegError as exc:
         raise InputError(f"{path} is not a readable audio file ({exc.strerror or exc})") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    shift = round(lead_s * rate)
+    if len(samples) and shift:
+        samples = np.concatenate([np.zeros(shift, np.float32), samples]) if shift > 0 else samples[-shift:]
     if not len(samples):
-        raise InputError(f"{path} holds no audio samples")
+        raise InputError(f"{path} holds no audio samples" + (" while its video plays" if shift < 0 else ""))
     return samples.astype(np.float32), int(rate)

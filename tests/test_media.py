@@ -73,6 +73,45 @@ def test_a_photo_is_turned_by_its_exif_orientation(tmp_path):
     assert image[:8, -8:].mean() > 200 and image[:8, :8].mean() < 50
 
 
+def write_offset_talk(path, video_start_s: float, audio_start_s: float, burst_s: float = 1.0) -> None:
+    """2 s of 25-fps frames from `video_start_s` (a whole frame, 0.04 s) and audio from `audio_start_s`,
+    silent but for a 0.1-s tone centred on `burst_s` of the same clock."""
+    from fractions import Fraction
+
+    rate = 16000
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = container.add_stream("aac", rate=rate)
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round((video_start_s + i / 25) * 1000), Fraction(1, 1000)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        t = audio_start_s + np.arange(2 * rate) / rate
+        tone = np.where(np.abs(t - burst_s) < 0.05, 0.5 * np.sin(2 * np.pi * 440 * t), 0).astype(np.float32)
+        for k in range(0, len(tone), 1024):
+            frame = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, round(audio_start_s * rate) + k, Fraction(1, rate)
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("video_start_s, audio_start_s", [(0.0, 0.5), (0.4, 0.0), (0.0, 0.0)])
+def test_a_videos_sound_is_read_on_its_frames_clock(tmp_path, video_start_s, audio_start_s):
+    from avatar.audio import read_audio
+
+    write_offset_talk(tmp_path / "talk.mp4", video_start_s, audio_start_s)
+    samples, rate = read_audio(tmp_path / "talk.mp4", sample_rate=16000)
+    loudness = np.abs(samples)
+    burst_s = np.average(np.arange(len(samples)), weights=loudness) / rate
+    assert burst_s == pytest.approx(1.0 - video_start_s, abs=0.01)  # where the first frame is 0
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
