@@ -109,13 +109,23 @@ def _probe_video(path: Path) -> MediaSource:
         if not num_frames:
             duration_s = (float(stream.duration * stream.time_base) if stream.duration
                           else (container.duration or 0) / av.time_base)
-            num_frames = max(1, round(duration_s * fps))
+            # A streamed recording (a browser's MediaRecorder WebM) states neither: count its packets.
+            num_frames = round(duration_s * fps) if duration_s else _count_packets(path)
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise InputError(f"{path} has a video stream without a frame size: the file is damaged")
         if _display_rotation(container, stream) % 180:
             width, height = height, width
         return MediaSource(path, "video", width, height, fps, num_frames, has_audio=bool(container.streams.audio))
+
+
+def _count_packets(path: Path) -> int:
+    """The first video stream's packets (a frame each), read without decoding."""
+    with _open_container(path) as container:
+        try:
+            return max(1, sum(1 for packet in container.demux(container.streams.video[0]) if packet.size))
+        except av.error.FFmpegError:
+            return 1  # decoding the frames says what is damaged
 
 
 def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:

@@ -112,6 +112,35 @@ def test_a_videos_sound_is_read_on_its_frames_clock(tmp_path, video_start_s, aud
     assert burst_s == pytest.approx(1.0 - video_start_s, abs=0.01)  # where the first frame is 0
 
 
+def test_a_streamed_webm_without_duration_or_count_is_counted(tmp_path):
+    """A browser's MediaRecorder writes WebM as a stream: no duration, no frame count."""
+    import io
+
+    class Stream(io.RawIOBase):  # a pipe: the muxer cannot go back to write the duration
+        def __init__(self, file):
+            self.file = file
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            return self.file.write(data)
+
+    with open(tmp_path / "recorded.webm", "wb") as file, av.open(Stream(file), "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(17):
+            image = np.full((32, 32, 3), 10 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(tmp_path / "recorded.webm")) as container:
+        assert not container.streams.video[0].frames and not container.duration
+    source = open_media(tmp_path / "recorded.webm")
+    assert source.num_frames == 17 == len(list(source.frames()))
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
