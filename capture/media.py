@@ -21,6 +21,8 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi"})
 PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 # Photos in a folder are shown to per-frame consumers at this nominal rate.
 PHOTO_SET_FPS = 1.0
+# A stated frame rate above this is a container's clock, not its frames' (phones film at up to 240).
+MAX_FRAME_RATE = 240.0
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,12 @@ def _probe_video(path: Path) -> MediaSource:
             kind = "audio-only" if container.streams.audio else "empty"
             raise InputError(f"{path} has no video stream (it is {kind}): give a video of the face")
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
         num_frames = stream.frames
-        if not num_frames:
-            duration_s = (float(stream.duration * stream.time_base) if stream.duration
-                          else (container.duration or 0) / av.time_base)
-            # A streamed recording (a browser's MediaRecorder WebM) states neither: count its packets.
-            num_frames = round(duration_s * fps) if duration_s else _count_packets(path)
+        if not num_frames or not 0 < fps <= MAX_FRAME_RATE:
+            # A browser's MediaRecorder WebM states no frame count, often no duration, and its
+            # millisecond clock as its rate (1000 fps): its packets say how many frames and how fast.
+            num_frames, fps = _packet_timing(path)
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise InputError(f"{path} has a video stream without a frame size: the file is damaged")
@@ -119,13 +120,18 @@ def _probe_video(path: Path) -> MediaSource:
         return MediaSource(path, "video", width, height, fps, num_frames, has_audio=bool(container.streams.audio))
 
 
-def _count_packets(path: Path) -> int:
-    """The first video stream's packets (a frame each), read without decoding."""
+def _packet_timing(path: Path) -> tuple[int, float]:
+    """The first video stream's frame count and mean frame rate (fps), from its packets' count and
+    times, read without decoding (30 fps when they do not say)."""
     with _open_container(path) as container:
+        stream = container.streams.video[0]
         try:
-            return max(1, sum(1 for packet in container.demux(container.streams.video[0]) if packet.size))
+            times = [float(packet.pts * packet.time_base) for packet in container.demux(stream)
+                     if packet.size and packet.pts is not None]
         except av.error.FFmpegError:
-            return 1  # decoding the frames says what is damaged
+            times = []  # decoding the frames says what is damaged
+    span_s = max(times) - min(times) if len(times) > 1 else 0.0
+    return max(1, len(times)), (len(times) - 1) / span_s if span_s > 0 else 30.0
 
 
 def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:

@@ -112,9 +112,11 @@ def test_a_videos_sound_is_read_on_its_frames_clock(tmp_path, video_start_s, aud
     assert burst_s == pytest.approx(1.0 - video_start_s, abs=0.01)  # where the first frame is 0
 
 
-def test_a_streamed_webm_without_duration_or_count_is_counted(tmp_path):
-    """A browser's MediaRecorder writes WebM as a stream: no duration, no frame count."""
+def test_a_browser_recording_is_counted_and_timed_by_its_packets(tmp_path):
+    """A browser's MediaRecorder writes WebM as a stream (no duration, no frame count), its frames
+    stamped in milliseconds at an uneven rate: the container's stated rate is its clock's, 1000."""
     import io
+    from fractions import Fraction
 
     class Stream(io.RawIOBase):  # a pipe: the muxer cannot go back to write the duration
         def __init__(self, file):
@@ -126,19 +128,24 @@ def test_a_streamed_webm_without_duration_or_count_is_counted(tmp_path):
         def write(self, data):
             return self.file.write(data)
 
+    stamps_ms = np.cumsum(np.r_[0, np.random.default_rng(2).integers(28, 40, 16)])  # about 30 fps
     with open(tmp_path / "recorded.webm", "wb") as file, av.open(Stream(file), "w", format="webm") as container:
-        stream = container.add_stream("libvpx-vp9", rate=25)
+        stream = container.add_stream("libvpx-vp9", rate=1000)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(17):
-            image = np.full((32, 32, 3), 10 * i, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, stamp in enumerate(stamps_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(stamp), Fraction(1, 1000)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     with av.open(str(tmp_path / "recorded.webm")) as container:
-        assert not container.streams.video[0].frames and not container.duration
+        video = container.streams.video[0]
+        assert not video.frames and not container.duration and video.average_rate == 1000
     source = open_media(tmp_path / "recorded.webm")
     assert source.num_frames == 17 == len(list(source.frames()))
+    assert source.fps == pytest.approx(16 / (stamps_ms[-1] / 1000))
 
 
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
