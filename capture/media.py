@@ -18,7 +18,9 @@ import numpy as np
 from avatar.errors import InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi"})
-PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# HEIF/HEIC (a phone camera's default) is read with pillow-heif, the others with OpenCV.
+HEIF_SUFFIXES = frozenset({".heic", ".heif"})
+PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}) | HEIF_SUFFIXES
 # Photos in a folder are shown to per-frame consumers at this nominal rate.
 PHOTO_SET_FPS = 1.0
 # A stated frame rate above this is a container's clock, not its frames' (phones film at up to 240).
@@ -86,10 +88,25 @@ def open_media(path: str | os.PathLike) -> MediaSource:
 
 
 def _read_photo(path: Path) -> np.ndarray:
+    if path.suffix.lower() in HEIF_SUFFIXES:
+        return _read_heif(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"{path} is not a readable image (damaged, or not really a {path.suffix} file)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _read_heif(path: Path) -> np.ndarray:
+    """[H, W, 3] uint8 RGB of a HEIF/HEIC photo's primary image, turned as it is shown (libheif
+    applies the file's rotation and mirroring)."""
+    import pillow_heif
+
+    try:
+        image = np.asarray(pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise InputError(f"{path} is not a readable image ({exc}): damaged, or not really a {path.suffix} file") \
+            from None
+    return np.ascontiguousarray(image[..., :3])
 
 
 def _open_container(path: Path) -> av.container.InputContainer:

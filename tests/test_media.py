@@ -148,6 +148,22 @@ def test_a_browser_recording_is_counted_and_timed_by_its_packets(tmp_path):
     assert source.fps == pytest.approx(16 / (stamps_ms[-1] / 1000))
 
 
+def test_a_heic_photo_is_read_and_a_damaged_one_refused(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from avatar.sample import sample_photo
+
+    photo = sample_photo()
+    pillow_heif.from_bytes(mode="RGB", size=photo.shape[1::-1], data=photo.tobytes()).save(tmp_path / "face.heic",
+                                                                                            quality=90)
+    source = open_media(tmp_path / "face.heic")
+    image = next(source.frames()).image
+    assert (source.kind, source.width_px, source.height_px, image.shape) == ("photo", 512, 512, photo.shape)
+    assert np.abs(image.astype(int) - photo).mean() < 6
+    (tmp_path / "broken.heic").write_bytes(b"not a photo")
+    with pytest.raises(InputError, match="not a readable image"):
+        open_media(tmp_path / "broken.heic")
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
