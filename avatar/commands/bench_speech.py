@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 LIPSYNC_KEYS = ("lve", "lve_loudness", "lve_neutral", "jaw_corr", "jaw_corr_loudness")
+SPEECH_RATE = 16000  # Hz, what the speech model hears
 
 
 def _load_model(path: Path | None):
@@ -26,7 +27,7 @@ class LipsyncClip:
     landmarks by a ridge fit on the clip's own track (`mapping`), then compared with the tracked lips.
     """
 
-    audio: np.ndarray  # [S] mono at 16 kHz
+    audio: np.ndarray  # [S] mono at SPEECH_RATE
     fps: float
     time_s: np.ndarray  # [F] times of the frames with a face, inside the audio
     tracked: np.ndarray  # [F, 52] their tracked weights
@@ -44,9 +45,9 @@ class LipsyncClip:
         source = open_media(video)
         if not source.has_audio:
             raise InputError(f"{video} has no audio track: lip-sync needs the speaker's voice")
-        audio, _ = read_audio(video, sample_rate=16000)
+        audio, _ = read_audio(video, sample_rate=SPEECH_RATE)
         track, _ = track_media(source, progress=False)
-        frames = np.flatnonzero(track.valid & (track.time_s < len(audio) / 16000))
+        frames = np.flatnonzero(track.valid & (track.time_s < len(audio) / SPEECH_RATE))
         mesh = load_canonical_mesh()
         lips = np.unique(np.concatenate([LANDMARK_GROUPS["lips_outer"], LANDMARK_GROUPS["lips_inner"]]))
         tracked_lips = np.stack([person_mesh(mesh, track, int(i))[lips] for i in frames])
@@ -63,7 +64,7 @@ class LipsyncClip:
 
         predicted = resample_curves(weights, time_s, self.time_s)
         loud_weights = np.tile(self.rest, (len(self.time_s), 1))
-        loudness_db = frame_loudness_db(self.audio, 16000, self.time_s, 1 / self.fps)
+        loudness_db = frame_loudness_db(self.audio, SPEECH_RATE, self.time_s, 1 / self.fps)
         loud_weights[:, JAW] = loudness_jaw(loudness_db, self.tracked[:, JAW])
         return {
             "lve": self.lve(np.clip(self.rest + predicted, 0, 1)),
@@ -86,7 +87,7 @@ def lipsync_scores(video: Path, model) -> dict:
     from animation import predict
 
     clip = LipsyncClip.load(video)
-    return clip.scores(*predict(model, clip.audio, 16000, fps=clip.fps))
+    return clip.scores(*predict(model, clip.audio, SPEECH_RATE, fps=clip.fps))
 
 
 def run_lipsync(args: argparse.Namespace) -> int:
@@ -123,7 +124,7 @@ def run_bilabials(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     rows, hits, total = {}, 0.0, 0
     for phones_path, wav in pairs:
-        audio, rate = read_audio(wav, sample_rate=16000)
+        audio, rate = read_audio(wav, sample_rate=SPEECH_RATE)
         _, weights = predict(model, audio, rate, fps=60.0)
         rows[wav.stem] = bilabial_closure(weights, 60.0, _phones(phones_path))
         hits += rows[wav.stem]["closed_fraction"] * rows[wav.stem]["bilabials"]
