@@ -6,8 +6,9 @@ The shipped speech model learns mouth shapes from phone timings (`animation.vise
 This script gives that recipe everything a model could hope to know: pocketsphinx's phone
 recogniser (allphone mode, its bundled en-us model) times each clip's phones, and
 `phone_targets` turns them into weights, with the whole clip known in advance (no look-ahead
-limit). Their jawOpen is then correlated with the tracked one, at lag 0 (what `avatar bench
-lipsync` scores) and at the best lag within ±200 ms, beside the shipped model's.
+limit). They are scored as `avatar bench lipsync` scores the model (lip vertex error against the
+loudness baseline's, jawOpen correlation at lag 0), with the best correlation within ±200 ms
+besides, next to the shipped model's.
 
 `--calibrate FOLDER` first checks the recogniser on recordings with true alignments (.wav +
 .phone.json pairs, as in ../shared/data/audio/librivox): the jawOpen of targets from its
@@ -30,10 +31,9 @@ from animation import load_default_model, predict
 from animation.metrics import JAW, correlation
 from animation.visemes import phone_targets
 from avatar.audio import read_audio
-from avatar.commands.bench_speech import LipsyncClip, _phones
+from avatar.commands.bench_speech import SPEECH_RATE, LipsyncClip, aligned_phones
 
 MAX_LAG_S = 0.2
-SAMPLE_RATE = 16_000
 
 
 def recognise_phones(audio: np.ndarray) -> list[tuple[float, float, str]]:
@@ -41,7 +41,7 @@ def recognise_phones(audio: np.ndarray) -> list[tuple[float, float, str]]:
     import pocketsphinx
 
     model = Path(pocketsphinx.__file__).parent / "model" / "en-us"
-    decoder = pocketsphinx.Decoder(samprate=SAMPLE_RATE, allphone=str(model / "en-us-phone.lm.bin"), lw=2.0,
+    decoder = pocketsphinx.Decoder(samprate=SPEECH_RATE, allphone=str(model / "en-us-phone.lm.bin"), lw=2.0,
                                    beam=1e-20, pbeam=1e-20, loglevel="FATAL")
     decoder.start_utt()
     decoder.process_raw((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
@@ -54,9 +54,9 @@ def calibrate(folder: Path) -> dict:
     """Per recording: jawOpen correlation of targets from recognised phones with those from the true ones."""
     rows = {}
     for phones_path in sorted(folder.glob("*.phone.json")):
-        audio, _ = read_audio(phones_path.with_name(phones_path.name.replace(".phone.json", ".wav")), SAMPLE_RATE)
-        duration_s = len(audio) / SAMPLE_RATE
-        truth = phone_targets(_phones(phones_path), 25.0, duration_s)[:, JAW]
+        audio, _ = read_audio(phones_path.with_name(phones_path.name.replace(".phone.json", ".wav")), SPEECH_RATE)
+        duration_s = len(audio) / SPEECH_RATE
+        truth = phone_targets(aligned_phones(phones_path), 25.0, duration_s)[:, JAW]
         recognised = phone_targets(recognise_phones(audio), 25.0, duration_s)[:, JAW]
         rows[phones_path.name.replace(".phone.json", "")] = round(correlation(recognised, truth), 3)
     return rows
@@ -77,8 +77,8 @@ def scored(clip: LipsyncClip, time_s: np.ndarray, weights: np.ndarray) -> dict:
 def ceiling(video: Path, model) -> dict:
     """The phone-timed targets' and the shipped model's scores on one video."""
     clip = LipsyncClip.load(video)
-    ideal = phone_targets(recognise_phones(clip.audio), clip.fps, len(clip.audio) / SAMPLE_RATE)
-    model_s, predicted = predict(model, clip.audio, SAMPLE_RATE, clip.fps)
+    ideal = phone_targets(recognise_phones(clip.audio), clip.fps, len(clip.audio) / SPEECH_RATE)
+    model_s, predicted = predict(model, clip.audio, SPEECH_RATE, clip.fps)
     n = min(len(ideal), len(predicted))
     return {"phone_timed": scored(clip, np.arange(len(ideal)) / clip.fps, ideal),
             "model": scored(clip, model_s, predicted),

@@ -105,7 +105,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _phones(path: Path) -> list[tuple[float, float, str]]:
+def aligned_phones(path: Path) -> list[tuple[float, float, str]]:
     """Phones of a pocketsphinx-style .phone.json: words in "w", each with its phones in "w"."""
     data = json.loads(path.read_text())
     return [(p["b"], p["b"] + p["d"], p["t"]) for word in data["w"] for p in word.get("w", [])]
@@ -126,7 +126,7 @@ def run_bilabials(args: argparse.Namespace) -> int:
     for phones_path, wav in pairs:
         audio, rate = read_audio(wav, sample_rate=SPEECH_RATE)
         _, weights = predict(model, audio, rate, fps=60.0)
-        rows[wav.stem] = bilabial_closure(weights, 60.0, _phones(phones_path))
+        rows[wav.stem] = bilabial_closure(weights, 60.0, aligned_phones(phones_path))
         hits += rows[wav.stem]["closed_fraction"] * rows[wav.stem]["bilabials"]
         total += rows[wav.stem]["bilabials"]
     result = {"closed_fraction": round(hits / total, 4) if total else 0.0, "bilabials": total, "clips": rows}
