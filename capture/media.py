@@ -1,7 +1,8 @@
 """Reading frames from a video file, a photo, or a folder of photos.
 
-Videos are decoded with PyAV; photos with OpenCV. Frames come out as RGB
-uint8 arrays [H, W, 3], upright (a video's rotation metadata is applied).
+Videos are decoded with PyAV; photos with OpenCV (HEIC with pillow-heif). Frames come out as
+RGB uint8 arrays [H, W, 3], upright (a video's rotation metadata is applied), every frame of a
+video at its first frame's size.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _video_frames(path: Path) -> Iterator[Frame]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = 0
-        start = None
+        start = size = None
         try:
             for frame in container.decode(stream):
                 time_s = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 30)
@@ -174,6 +175,11 @@ def _video_frames(path: Path) -> Iterator[Frame]:
                 image = frame.to_ndarray(format="rgb24")
                 if frame.rotation:
                     image = np.ascontiguousarray(np.rot90(image, k=frame.rotation // 90))
+                size = size or image.shape[1::-1]
+                if image.shape[1::-1] != size:
+                    # A call's recording changes resolution with its bandwidth; the track's pixels,
+                    # the window and the camera are the first frame's.
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
                 yield Frame(index, time_s - start, image)
                 index += 1
         except av.error.FFmpegError as exc:

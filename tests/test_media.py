@@ -164,6 +164,37 @@ def test_a_heic_photo_is_read_and_a_damaged_one_refused(tmp_path):
         open_media(tmp_path / "broken.heic")
 
 
+def test_a_video_that_changes_resolution_comes_out_at_its_first_size(tmp_path):
+    """A recorded video call drops its resolution when the bandwidth does: packets of a second,
+    smaller encoder in the same stream."""
+    from fractions import Fraction
+
+    with av.open(str(tmp_path / "call.webm"), "w") as container:
+        stream = container.add_stream("libvpx", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        smaller = av.CodecContext.create("libvpx", "w")
+        smaller.width, smaller.height, smaller.pix_fmt = 32, 24, "yuv420p"
+        smaller.time_base, smaller.framerate = Fraction(1, 25), Fraction(25)
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        for i in range(6, 12):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 200, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in [*smaller.encode(frame), *(smaller.encode(None) if i == 11 else [])]:
+                packet.stream, packet.time_base = stream, Fraction(1, 25)
+                container.mux(packet)
+    source = open_media(tmp_path / "call.webm")
+    images = [frame.image for frame in source.frames()]
+    assert (source.width_px, source.height_px, len(images)) == (64, 48, 12)
+    assert {image.shape for image in images} == {(48, 64, 3)}
+    assert abs(images[0].mean() - 60) < 8 and abs(images[-1].mean() - 200) < 8
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
