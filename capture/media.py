@@ -149,7 +149,7 @@ def _packet_timing(path: Path) -> tuple[int, float]:
         except av.error.FFmpegError:
             times = []  # decoding the frames says what is damaged
     span_s = max(times) - min(times) if len(times) > 1 else 0.0
-    return max(1, len(times)), (len(times) - 1) / span_s if span_s > 0 else 30.0
+    return max(1, len(times)), round((len(times) - 1) / span_s, 3) if span_s > 0 else 30.0
 
 
 def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
