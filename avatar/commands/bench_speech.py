@@ -34,10 +34,11 @@ class LipsyncClip:
     tracked_lips_cm: np.ndarray  # [F, L, 3] their lip landmarks, canonical head space
     mapping: np.ndarray  # [53, L * 3] weights -> lip landmarks
     rest: np.ndarray  # [52] each weight's 10th percentile over the frames
+    loudness_jaw: np.ndarray  # [F] the loudness baseline's jawOpen (`animation.metrics.loudness_jaw`)
 
     @classmethod
     def load(cls, video: Path) -> "LipsyncClip":
-        from animation.metrics import fit_weights_to_landmarks
+        from animation.metrics import JAW, fit_weights_to_landmarks, frame_loudness_db, loudness_jaw
         from avatar import InputError
         from avatar.audio import read_audio
         from capture import LANDMARK_GROUPS, load_canonical_mesh, open_media, person_mesh, track_media
@@ -51,21 +52,21 @@ class LipsyncClip:
         mesh = load_canonical_mesh()
         lips = np.unique(np.concatenate([LANDMARK_GROUPS["lips_outer"], LANDMARK_GROUPS["lips_inner"]]))
         tracked_lips = np.stack([person_mesh(mesh, track, int(i))[lips] for i in frames])
-        tracked = track.weights[frames]
+        tracked, time_s = track.weights[frames], track.time_s[frames]
+        loudness_db = frame_loudness_db(audio, SPEECH_RATE, time_s, 1 / source.fps)
         # The template, as in VOCA-style LVE: the person's resting face, here in weight space.
-        return cls(audio, source.fps, track.time_s[frames], tracked, tracked_lips,
-                   fit_weights_to_landmarks(tracked, tracked_lips), np.percentile(tracked, 10, axis=0))
+        return cls(audio, source.fps, time_s, tracked, tracked_lips, fit_weights_to_landmarks(tracked, tracked_lips),
+                   np.percentile(tracked, 10, axis=0), loudness_jaw(loudness_db, tracked[:, JAW]))
 
     def scores(self, time_s: np.ndarray, weights: np.ndarray) -> dict:
         """The LIPSYNC_KEYS for weights [T, 52] at `time_s` [T], met with the frames at the frames' own
         times (a variable frame rate's are uneven)."""
         from animation.features import resample_curves
-        from animation.metrics import JAW, correlation, frame_loudness_db, loudness_jaw
+        from animation.metrics import JAW, correlation
 
         predicted = resample_curves(weights, time_s, self.time_s)
         loud_weights = np.tile(self.rest, (len(self.time_s), 1))
-        loudness_db = frame_loudness_db(self.audio, SPEECH_RATE, self.time_s, 1 / self.fps)
-        loud_weights[:, JAW] = loudness_jaw(loudness_db, self.tracked[:, JAW])
+        loud_weights[:, JAW] = self.loudness_jaw
         return {
             "lve": self.lve(np.clip(self.rest + predicted, 0, 1)),
             "lve_loudness": self.lve(loud_weights),
