@@ -27,6 +27,8 @@ PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 PHOTO_SET_FPS = 1.0
 # A stated frame rate above this is a container's clock, not its frames' (phones film at up to 240).
 MAX_FRAME_RATE = 240.0
+# Pixels this close to square are taken as square: stretching costs a resize of every frame.
+SQUARE_PIXEL_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def _probe_video(path: Path) -> MediaSource:
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise InputError(f"{path} has a video stream without a frame size: the file is damaged")
+        width = round(width * _pixel_aspect(stream))
         if _display_rotation(container, stream) % 180:
             width, height = height, width
         return MediaSource(path, "video", width, height, fps, num_frames, has_audio=bool(container.streams.audio))
@@ -151,6 +154,14 @@ def _packet_timing(path: Path) -> tuple[int, float]:
             times = []  # decoding the frames says what is damaged
     span_s = max(times) - min(times) if len(times) > 1 else 0.0
     return max(1, len(times)), round((len(times) - 1) / span_s, 3) if span_s > 0 else 30.0
+
+
+def _pixel_aspect(stream: av.video.stream.VideoStream) -> float:
+    """A stored pixel's width over its height as shown (the sample aspect ratio): 1 for square
+    pixels, 4/3 for HDV's 1440x1080 shown at 1920x1080, 8/9 for NTSC DV's 720x480 shown at 640x480."""
+    ratio = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    aspect = float(ratio) if ratio and ratio > 0 else 1.0
+    return 1.0 if abs(aspect - 1) < SQUARE_PIXEL_TOLERANCE else aspect
 
 
 def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
@@ -178,6 +189,7 @@ def _video_frames(path: Path) -> Iterator[Frame]:
     with _open_container(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        aspect = _pixel_aspect(stream)
         index = 0
         start = size = None
         try:
@@ -185,6 +197,10 @@ def _video_frames(path: Path) -> Iterator[Frame]:
                 time_s = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 30)
                 start = time_s if start is None else start
                 image = _rgb(frame)
+                if aspect != 1.0:
+                    # Faces are fitted in square pixels: an anamorphic frame is stretched as shown.
+                    image = cv2.resize(image, (round(image.shape[1] * aspect), image.shape[0]),
+                                       interpolation=cv2.INTER_AREA if aspect < 1 else cv2.INTER_LINEAR)
                 if frame.rotation:
                     image = np.ascontiguousarray(np.rot90(image, k=frame.rotation // 90))
                 size = size or image.shape[1::-1]

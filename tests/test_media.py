@@ -195,6 +195,33 @@ def test_a_video_that_changes_resolution_comes_out_at_its_first_size(tmp_path):
     assert abs(images[0].mean() - 60) < 8 and abs(images[-1].mean() - 200) < 8
 
 
+def test_an_anamorphic_video_is_read_stretched_as_it_is_shown(tmp_path):
+    """HDV and DV store wide pictures squeezed into fewer, non-square pixels: here a 64x48 picture
+    with a disc in it, stored as 32x48 pixels twice as wide as they are high."""
+    from fractions import Fraction
+
+    shown = np.zeros((48, 64, 3), np.uint8)
+    cv2.circle(shown, (32, 24), 16, (220, 220, 220), -1)
+    stored = cv2.resize(shown, (32, 48), interpolation=cv2.INTER_AREA)
+    with av.open(str(tmp_path / "hdv.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(2, 1)
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = open_media(tmp_path / "hdv.mp4")
+    images = [frame.image for frame in source.frames()]
+    assert (source.width_px, source.height_px) == (64, 48) and {i.shape for i in images} == {(48, 64, 3)}
+    disc = images[0][..., 0] > 110
+    assert abs(np.ptp(np.flatnonzero(disc.any(0))) - np.ptp(np.flatnonzero(disc.any(1)))) <= 2  # round
+    assert np.abs(images[0].astype(int) - shown).mean() < 8
+
+
 def test_video_writer_pads_odd_sizes_and_leaves_nothing_on_failure(tmp_path):
     write_video(tmp_path / "odd.mp4", frames=3, size=(33, 21))
     assert (open_media(tmp_path / "odd.mp4").width_px, open_media(tmp_path / "odd.mp4").height_px) == (34, 22)
