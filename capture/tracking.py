@@ -40,6 +40,10 @@ ZOOM_BELOW_FOUND = 0.9       # found share under which a small or missing face i
 ZOOM_FACE_SHARE = 0.25       # face width, as a share of the frame's longer side, counted as small
 ZOOM_PROBE_FRAMES = 8
 ZOOM_FACE_SIDES = 4.0
+# Tiles of half, then a quarter of the frame's shorter side: the detector needs a face about a
+# quarter of what it sees, so a quarter finds a 110-px face in 4K (a person across a meeting room).
+ZOOM_TILE_FRACTIONS = (2, 4)
+ZOOM_MIN_TILE_PX = 64
 
 
 def track_media(source: MediaSource, *, model_path: str | Path | None = None,
@@ -114,13 +118,12 @@ def _too_small(rows: list[tuple[float, Detection | None]], width: int, height: i
 
 
 def _locate_face(source: MediaSource, model_path: Path, width: int, height: int) -> FrameWindow | None:
-    """A square around the face, found in overlapping half-size tiles of a few evenly spaced frames."""
-    side = min(width, height) // 2
-    if side < 64:
+    """A square around the face, found in overlapping tiles (`ZOOM_TILE_FRACTIONS`, larger first)
+    of a few evenly spaced frames, decoded once."""
+    levels = [_tiles(width, height, min(width, height) // k) for k in ZOOM_TILE_FRACTIONS
+              if min(width, height) // k >= ZOOM_MIN_TILE_PX]
+    if not levels:
         return None
-    xs = np.unique(np.linspace(0, width - side, max(2, round(2 * width / side) - 1)).round().astype(int))
-    ys = np.unique(np.linspace(0, height - side, max(2, round(2 * height / side) - 1)).round().astype(int))
-    tiles = [FrameWindow(int(x0), int(y0), side, side) for y0 in ys for x0 in xs]
     probes = set(np.linspace(0, max(source.num_frames - 1, 0), ZOOM_PROBE_FRAMES).round().astype(int).tolist())
     with FaceLandmarker(model_path, video=False) as landmarker:
         for frame in source.frames():
@@ -128,11 +131,18 @@ def _locate_face(source: MediaSource, model_path: Path, width: int, height: int)
                 break
             if frame.index not in probes:
                 continue
-            for tile in tiles:
+            for tile in (tile for tiles in levels for tile in tiles):
                 found = landmarker.detect(tile.crop(frame.image))
                 if found is not None:
                     return _around_face(tile, found, width, height)
     return None
+
+
+def _tiles(width: int, height: int, side: int) -> list[FrameWindow]:
+    """Square tiles `side` px wide covering a W x H frame, each overlapping its neighbours by half."""
+    xs = np.unique(np.linspace(0, width - side, max(2, round(2 * width / side) - 1)).round().astype(int))
+    ys = np.unique(np.linspace(0, height - side, max(2, round(2 * height / side) - 1)).round().astype(int))
+    return [FrameWindow(int(x0), int(y0), side, side) for y0 in ys for x0 in xs]
 
 
 def _around_face(tile: FrameWindow, found: Detection, width: int, height: int) -> FrameWindow:
