@@ -27,6 +27,8 @@ PHOTO_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 PHOTO_SET_FPS = 1.0
 # A stated frame rate above this is a container's clock, not its frames' (phones film at up to 240).
 MAX_FRAME_RATE = 240.0
+# AVFieldOrder -> which field is shown first: TT and BT show the top one, BB and TB the bottom one.
+FIELD_PARITY = {2: "tff", 5: "tff", 3: "bff", 4: "bff"}
 # Pixels this close to square are taken as square: stretching costs a resize of every frame.
 SQUARE_PIXEL_TOLERANCE = 0.01
 
@@ -185,6 +187,43 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return hdr.to_sdr((red, green, blue), frame.color_trc, frame.color_primaries)
 
 
+def _progressive(container: av.container.InputContainer, stream: av.video.stream.VideoStream
+                 ) -> Iterator[av.VideoFrame]:
+    """The stream's frames in order. From the first interlaced one on (broadcast and DV video),
+    they go through FFmpeg's bwdif, a frame for each frame at its first field's time: two fields
+    a frame's time apart, woven together, would comb every moving edge of the face."""
+    graph = None
+    for frame in container.decode(stream):
+        if graph is None and not frame.interlaced_frame:
+            yield frame
+            continue
+        if graph is None:
+            graph = av.filter.Graph()
+            # The stream's field order, where it states one: H.264 decoders leave the frames'
+            # own flag at bottom-first unless the encoder wrote picture timing.
+            parity = FIELD_PARITY.get(int(stream.codec_context.field_order or 0), "auto")
+            chain = [graph.add_buffer(template=stream),
+                     graph.add("bwdif", f"mode=send_frame:parity={parity}:deint=interlaced"),
+                     graph.add("buffersink")]
+            chain[0].link_to(chain[1])
+            chain[1].link_to(chain[2])
+            graph.configure()
+        graph.push(frame)
+        yield from _pulled(graph)
+    if graph is not None:
+        graph.push(None)
+        yield from _pulled(graph)
+
+
+def _pulled(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
+    """The frames a filter graph has ready."""
+    while True:
+        try:
+            yield graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
 def _video_frames(path: Path) -> Iterator[Frame]:
     with _open_container(path) as container:
         stream = container.streams.video[0]
@@ -193,7 +232,7 @@ def _video_frames(path: Path) -> Iterator[Frame]:
         index = 0
         start = size = None
         try:
-            for frame in container.decode(stream):
+            for frame in _progressive(container, stream):
                 time_s = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 30)
                 start = time_s if start is None else start
                 image = _rgb(frame)
