@@ -29,7 +29,9 @@ class CaptureOptions:
     tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
     photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`).
     `device` is where the Gaussians are fitted (`render.cuda.fitting_device`: "auto" takes a CUDA
-    GPU with gsplat when there is one); tracking, masks and scoring run on the CPU."""
+    GPU with gsplat when there is one); tracking, masks and scoring run on the CPU. `face` picks
+    the person to capture where the video shows several (`capture.tracking.FACE_CHOICES`); None
+    refuses such a video."""
 
     iterations: int = 10_000
     train_size_px: int = 512
@@ -42,6 +44,7 @@ class CaptureOptions:
     refine_poses: bool = True
     track_steps: int = REFINE_STEPS
     device: str = "auto"
+    face: str | None = None
 
     @classmethod
     def quick(cls) -> "CaptureOptions":

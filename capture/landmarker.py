@@ -62,6 +62,11 @@ class FaceLandmarker(MediaPipeTask):
 
         In video mode `time_s` must increase from call to call.
         """
+        faces = self.detect_all(image, time_s)
+        return max(faces, key=face_width) if faces else None
+
+    def detect_all(self, image: np.ndarray, time_s: float = 0.0) -> list[Detection]:
+        """Every face found in `image` (up to `max_faces`), as `detect` finds the largest."""
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
         with self._quiet_first_call():
             if self._video:
@@ -71,13 +76,14 @@ class FaceLandmarker(MediaPipeTask):
                 result = self._task.detect_for_video(mp_image, time_ms)
             else:
                 result = self._task.detect(mp_image)
-        if not result.face_landmarks:
-            return None
-        k = 0
-        if len(result.face_landmarks) > 1:
-            spans = [max(p.x for p in face) - min(p.x for p in face) for face in result.face_landmarks]
-            k = int(np.argmax(spans))
-        landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[k]], dtype=np.float32)
-        weights = weights_from_named((c.category_name, c.score) for c in result.face_blendshapes[k])
-        return Detection(landmarks, weights, np.asarray(result.facial_transformation_matrixes[k], dtype=np.float64),
-                         len(result.face_landmarks))
+        count = len(result.face_landmarks)
+        return [Detection(np.array([(p.x, p.y, p.z) for p in face], dtype=np.float32),
+                          weights_from_named((c.category_name, c.score) for c in shapes),
+                          np.asarray(matrix, dtype=np.float64), count)
+                for face, shapes, matrix in zip(result.face_landmarks, result.face_blendshapes,
+                                                result.facial_transformation_matrixes)]
+
+
+def face_width(detection: Detection) -> float:
+    """The face's width as a fraction of the image's (its landmarks' span in x)."""
+    return float(np.ptp(detection.landmarks_norm[:, 0]))

@@ -30,7 +30,7 @@ from capture.head_fit import FitFrames, FitLog, HeadModel, TimeLimit
 from capture.media import MediaSource, open_media
 from capture.model_files import PERSON_SEGMENTER, resolve_model
 from capture.reenactment import EVAL_SIZE_PX, Reenactment, evaluate_reenactment
-from capture.tracking import TrackingStats, track_media
+from capture.tracking import FACE_CHOICES, TrackingStats, track_media
 from render import GaussianHead
 from render.cuda import fitting_device
 
@@ -119,18 +119,23 @@ class CaptureResult:
         }
 
 
-def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True) -> CaptureInput:
-    """Track `path`, refuse a poor capture (InputError saying what to re-record), fit the face."""
+def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True, face: str | None = None
+            ) -> CaptureInput:
+    """Track `path`, refuse a poor capture (InputError saying what to re-record), fit the face.
+
+    `face` picks whose face to follow where frames show several (`FACE_CHOICES`); None takes the
+    largest and refuses a video that often shows more than one."""
     resolve_model(PERSON_SEGMENTER)  # the masks need it: a missing model is said before tracking, not after
     source = open_media(path)
-    track, stats = track_media(source, progress=progress)
+    track, stats = track_media(source, progress=progress, face=face or "largest")
     name = source.path.name
     if stats.found_fraction < MIN_FOUND:
         raise InputError(f"the face is found in only {stats.found_fraction:.0%} of the frames of {name}: re-record "
                          "with the face in view and turned to the camera the whole time")
-    if stats.several_faces_fraction > MAX_SEVERAL_FACES:
+    if face is None and stats.several_faces_fraction > MAX_SEVERAL_FACES:
         raise InputError(f"{stats.several_faces_fraction:.0%} of the frames of {name} show more than one face: "
-                         "re-record with only the person to capture in view")
+                         "re-record with only the person to capture in view, or say whose face to capture "
+                         f"with --face ({', '.join(FACE_CHOICES)}: as first seen)")
     valid = np.flatnonzero(track.valid)
     if source.kind == "video" and len(valid) / source.fps < MIN_SECONDS:
         raise InputError(f"{name} has only {len(valid) / source.fps:.1f} s with a face: record at least "
@@ -211,7 +216,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     device = fitting_device(options.device)
     options = replace(options, device=device.type)
     began = clock = time.perf_counter()
-    info = prepare(path, options.holdout, progress)
+    info = prepare(path, options.holdout, progress, options.face)
     scored = evenly_spaced(info.holdout, MAX_SCORED_FRAMES)
     timings["track_and_face_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -285,7 +290,8 @@ def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress:
     """
     resolve_model(PERSON_SEGMENTER)
     source = open_media(path)
-    track, stats = track_media(source, progress=progress)
+    face = (record.get("options") or {}).get("face") or "largest"
+    track, stats = track_media(source, progress=progress, face=face)
     valid = np.flatnonzero(track.valid)
     same = source.path.name == record.get("source") and len(track.time_s) == record.get("source_frames")
     if same:

@@ -14,7 +14,7 @@ from avatar import NUM_LANDMARKS, NUM_WEIGHTS, Camera, InputError, Track
 from avatar.rotation import matrix_to_rotvec
 from capture.model_files import resolve_face_model
 from capture.frames import FrameWindow
-from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, Detection, FaceLandmarker
+from capture.landmarker import MEDIAPIPE_VERTICAL_FOV_DEG, Detection, FaceLandmarker, face_width
 from capture.media import MediaSource
 from capture.smoothing import TrackSmoothing, fill_gaps, smooth_track
 
@@ -44,12 +44,19 @@ ZOOM_FACE_SIDES = 4.0
 # quarter of what it sees, so a quarter finds a 110-px face in 4K (a person across a meeting room).
 ZOOM_TILE_FRACTIONS = (2, 4)
 ZOOM_MIN_TILE_PX = 64
+# Whose face is tracked where a frame shows several: first the largest, or the leftmost or
+# rightmost; then, frame after frame, the one nearest to where that person's face was last seen.
+FACE_CHOICES = ("largest", "left", "right")
 
 
 def track_media(source: MediaSource, *, model_path: str | Path | None = None,
                 smoothing: TrackSmoothing | None = None, max_gap_s: float = 0.25,
-                progress: bool = True) -> tuple[Track, TrackingStats]:
+                progress: bool = True, face: str = "largest") -> tuple[Track, TrackingStats]:
     """Track the face through every frame of `source`.
+
+    Where a frame shows several faces, one person is followed: `face` (`FACE_CHOICES`) picks
+    them where they are first seen, and after that the face nearest to theirs in the frame before
+    is theirs, so a second person coming closer or passing by is not taken for them.
 
     Frames without a face are flagged (`found` False); gaps up to `max_gap_s`
     between found frames are interpolated; `smoothing`, if given, runs a
@@ -63,12 +70,14 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
     """
     model_path = resolve_face_model(model_path)
     start = time.perf_counter()
-    rows, (width, height) = _detect_all(source, model_path, None, progress)
+    if face not in FACE_CHOICES:
+        raise ValueError(f"face must be one of {FACE_CHOICES}, not {face!r}")
+    rows, (width, height) = _detect_all(source, model_path, None, progress, face)
     camera = Camera.from_vertical_fov(width, height, MEDIAPIPE_VERTICAL_FOV_DEG)
     if _too_small(rows, width, height):
         square = _locate_face(source, model_path, width, height)
         if square is not None:
-            zoomed, _ = _detect_all(source, model_path, square, progress)
+            zoomed, _ = _detect_all(source, model_path, square, progress, face)
             if sum(d is not None for _, d in zoomed) > sum(d is not None for _, d in rows):
                 log.info("%s: the face is small in the frame; tracked in the square %s", source.path.name, square)
                 rows, camera = zoomed, _square_camera(square, width, height)
@@ -88,24 +97,44 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
     return track, stats
 
 
-def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | None, progress: bool
+def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | None, progress: bool, face: str
                 ) -> tuple[list[tuple[float, Detection | None]], tuple[int, int]]:
-    """Every frame's (time, detection), and the frame size (W, H). With `square`, MediaPipe sees
-    only that square, and the landmarks are turned back into fractions of the whole frame (`_in_frame`)."""
+    """Every frame's (time, detection of the followed face), and the frame size (W, H). With
+    `square`, MediaPipe sees only that square, and the landmarks are turned back into fractions
+    of the whole frame (`_in_frame`)."""
     rows: list[tuple[float, Detection | None]] = []
     size = (0, 0)
+    last: Detection | None = None
     with FaceLandmarker(model_path, video=source.kind == "video") as landmarker, \
             tqdm(total=source.num_frames, unit="frame", desc=f"tracking {source.path.name}",
                  disable=not progress, leave=False) as bar:
         for frame in source.frames():
             size = frame.image.shape[1], frame.image.shape[0]
             if square is None:
-                rows.append((frame.time_s, landmarker.detect(frame.image, frame.time_s)))
+                faces = landmarker.detect_all(frame.image, frame.time_s)
             else:
-                found = landmarker.detect(square.crop(frame.image), frame.time_s)
-                rows.append((frame.time_s, _in_frame(found, square, size) if found is not None else None))
+                faces = [_in_frame(found, square, size)
+                         for found in landmarker.detect_all(square.crop(frame.image), frame.time_s)]
+            chosen = _followed(faces, last, face, size)
+            last = chosen or last
+            rows.append((frame.time_s, chosen))
             bar.update()
     return rows, size
+
+
+def _followed(faces: list[Detection], last: Detection | None, face: str, size: tuple[int, int]) -> Detection | None:
+    """The followed person's face among a frame's `faces`: the one whose centre is nearest (in
+    pixels of a W x H frame) to `last`, theirs when last seen; before that, the one `face` picks."""
+    if not faces:
+        return None
+    if last is None:
+        if face == "largest":
+            return max(faces, key=face_width)
+        centre_x = [float(f.landmarks_norm[:, 0].mean()) for f in faces]
+        return faces[int(np.argmin(centre_x) if face == "left" else np.argmax(centre_x))]
+    scale = np.array(size, np.float64)
+    target = last.landmarks_norm[:, :2].mean(0) * scale
+    return min(faces, key=lambda f: float(np.linalg.norm(f.landmarks_norm[:, :2].mean(0) * scale - target)))
 
 
 def _too_small(rows: list[tuple[float, Detection | None]], width: int, height: int) -> bool:

@@ -142,20 +142,29 @@ def test_a_dark_capture_is_refused(tmp_path, capsys, face_model_path):
     assert ("too dark" in err or "no face found" in err or "found in only" in err) and "Traceback" not in err
 
 
-def test_several_faces_and_a_lost_face_are_refused(tmp_path, monkeypatch, video):
+def test_two_people_are_refused_unless_told_whose_face(tmp_path, face_model_path, person_segmenter_path):
+    """An interview: refused as it is, captured with --face, following that person throughout."""
+    from skimage import data
+
+    from avatar import InputError
+    from capture.pipeline import prepare
+    from tests.test_tracking import two_people_video
+
+    two_people_video(tmp_path / "interview.mp4", cv2.resize(data.astronaut()[20:360, 90:430], (256, 256),
+                                                           interpolation=cv2.INTER_AREA))
+    with pytest.raises(InputError, match="100% of the frames of interview.mp4 show more than one face: re-record "
+                                         "with only the person to capture in view, or say whose face.* --face"):
+        prepare(tmp_path / "interview.mp4")
+    info = prepare(tmp_path / "interview.mp4", face="right")
+    assert (info.track.landmarks_px[:, :468, 0].mean(1) > 256).all()
+
+
+def test_a_lost_face_is_refused(monkeypatch, video):
     import capture.pipeline as pipeline
     from avatar import InputError
     from capture.tracking import TrackingStats, track_media
 
     real = track_media
-
-    def crowded(source, **kwargs):
-        track, stats = real(source, **kwargs)
-        return track, TrackingStats(stats.frames, stats.found_fraction, stats.ms_per_frame, 2, 0.6)
-
-    monkeypatch.setattr(pipeline, "track_media", crowded)
-    with pytest.raises(InputError, match="more than one face: re-record with only the person"):
-        pipeline.prepare(video)
 
     def lost(source, **kwargs):
         track, stats = real(source, **kwargs)

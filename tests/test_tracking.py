@@ -110,6 +110,44 @@ def test_a_video_without_any_face_is_an_error(face_model_path, astronaut, tmp_pa
         track_media(open_media(tmp_path / "empty.mp4"), progress=False)
 
 
+def two_people_video(path, face: np.ndarray, frames: int = 40, fps: float = 10.0) -> None:
+    """Two people side by side (the astronaut and her mirror image) whose faces take turns being
+    the larger, by 6% either way."""
+    with VideoWriter(path, fps=fps, crf=12) as video:
+        for i in range(frames):
+            canvas = np.full((256, 512, 3), 127, np.uint8)
+            for centre_x, image, scale in ((128, face, 1 + 0.06 * np.sin(i)), (384, face[:, ::-1], 1 - 0.06 * np.sin(i))):
+                matrix = cv2.getRotationMatrix2D((128, 128), 0, scale)
+                matrix[:, 2] += [centre_x - 128, 0]
+                canvas = np.where(_inside(matrix, canvas.shape), cv2.warpAffine(image, matrix, (512, 256)), canvas)
+            video.write(canvas)
+
+
+def _inside(matrix: np.ndarray, shape) -> np.ndarray:
+    """[H, W, 1] where the warp `matrix` puts a 256x256 picture."""
+    return cv2.warpAffine(np.ones((256, 256), np.uint8), matrix, (shape[1], shape[0]))[..., None] > 0
+
+
+@pytest.mark.parametrize("face", ["largest", "left", "right"])
+def test_one_person_is_followed_where_two_take_turns_being_larger(face_model_path, astronaut, tmp_path, face):
+    two_people_video(tmp_path / "two.mp4", astronaut)
+    track, stats = track_media(open_media(tmp_path / "two.mp4"), progress=False, face=face)
+    assert stats.found_fraction == 1.0 and stats.several_faces_fraction == 1.0
+    centre_x = track.landmarks_px[:, :468, 0].mean(1)
+    on_left = centre_x < 256
+    # Frame 0 shows them the same size: from then on the same person, whichever face is larger.
+    assert on_left.all() or not on_left.any(), centre_x
+    if face != "largest":
+        assert on_left[0] == (face == "left")
+
+
+def test_the_command_line_offers_the_trackers_face_choices():
+    from avatar.commands.capture import FACE_CHOICES as OFFERED
+    from capture.tracking import FACE_CHOICES
+
+    assert OFFERED == FACE_CHOICES
+
+
 def test_landmarker_picks_the_largest_of_several_faces(face_model_path, astronaut):
     # The short-range face detector sees the frame at 128 px: keep both faces big.
     canvas = np.full((512, 512, 3), 127, np.uint8)

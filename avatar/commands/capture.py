@@ -7,6 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+# `capture.tracking.FACE_CHOICES`, spelled out: importing tracking (MediaPipe) costs the command line 2 s.
+FACE_CHOICES = ("largest", "left", "right")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c = subparsers.add_parser(
@@ -34,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--resume", action="store_true", help="go on from the checkpoint next to the output")
     c.add_argument("--no-speech-tuning", action="store_true",
                    help="keep the shipped speech model instead of tuning it on the video's own speech")
+    c.add_argument("--face", choices=FACE_CHOICES,
+                   help="whose face to capture where the video shows several (an interview): the largest, "
+                        "leftmost or rightmost where first seen, then followed; without it such a video is refused")
     c.add_argument("--seed", type=int, default=0, help="random seed")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     c.add_argument("--json", action="store_true", help="print the metrics as JSON on the last line")
@@ -82,7 +88,7 @@ def run_capture(args: argparse.Namespace) -> int:
     torch.set_num_threads(2)
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     overrides = {"iterations": args.iterations, "num_gaussians": args.gaussians, "train_size_px": args.size}
-    options = dataclasses.replace(options, holdout=args.holdout, seed=args.seed, device=args.device,
+    options = dataclasses.replace(options, holdout=args.holdout, seed=args.seed, device=args.device, face=args.face,
                                   **{k: v for k, v in overrides.items() if v is not None})
     if args.fit_minutes is not None:
         options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
@@ -214,6 +220,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--avatar", type=Path, help=".avatar bundle made from this video (its face, focal and split)")
     x.add_argument("--size", type=int, default=512, help="longer side of the written frames, px; default 512")
     x.add_argument("--holdout", type=float, default=0.2, help="held-out share without --avatar; default 0.2")
+    x.add_argument("--face", choices=FACE_CHOICES, help="whose face, without --avatar, where the video shows "
+                                                        "several (as avatar capture --face)")
     x.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     x.set_defaults(run=run_export)
 
@@ -235,7 +243,7 @@ def run_export(args: argparse.Namespace) -> int:
         info, same = retrack(args.video, avatar.head, avatar.metadata.get("capture") or {}, progress)
         holdout = set(info.holdout.tolist()) if same else set()
     else:
-        info = prepare(args.video, args.holdout, progress)
+        info = prepare(args.video, args.holdout, progress, args.face)
         holdout = set(info.holdout.tolist())
     source, track, face, window = info.source, info.track, info.face, info.window
     indices = np.concatenate([info.train, info.holdout])

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from avatar.commands.capture import FACE_CHOICES
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -25,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="One-Euro speed coefficient for landmarks, Hz per px/s; default 0.02")
     p.add_argument("--max-gap", type=float, default=0.25, metavar="S",
                    help="interpolate gaps without a face up to this many seconds; default 0.25")
+    p.add_argument("--face", choices=FACE_CHOICES, default="largest",
+                   help="whose face to follow where frames show several: the largest, leftmost or rightmost "
+                        "where first seen; default largest")
     p.add_argument("--face-model", type=Path, help="path to face_landmarker.task (default: the user cache)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         smoothing = smoothing.with_landmark_cutoff(args.smooth_min_cutoff or smoothing.landmarks.min_cutoff_hz,
                                                    args.smooth_beta or smoothing.landmarks.beta)
     track, stats = track_media(source, model_path=args.face_model, smoothing=smoothing,
-                               max_gap_s=args.max_gap, progress=not args.quiet)
+                               max_gap_s=args.max_gap, progress=not args.quiet, face=args.face)
     track.save(args.output)
     if args.weights_csv:
         write_weights_csv(args.weights_csv, track.time_s, track.weights)
