@@ -96,15 +96,11 @@ def decode_frames(source: MediaSource, indices: np.ndarray, size: tuple[int, int
     the whole frame) and resized to `size` (W, H)."""
     wanted = {int(i): k for k, i in enumerate(indices)}
     out = np.empty((len(indices), size[1], size[0], 3), np.uint8)
-    last = max(wanted) if wanted else -1
     with tqdm(total=len(indices), unit="frame", desc="decoding", disable=not progress, leave=False) as bar:
-        for frame in source.frames():
-            if frame.index in wanted:
-                image = window.crop(frame.image) if window is not None else frame.image
-                out[wanted[frame.index]] = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                bar.update()
-            if frame.index >= last:
-                break
+        for frame in source.frames(only=wanted):
+            image = window.crop(frame.image) if window is not None else frame.image
+            out[wanted[frame.index]] = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            bar.update()
     return out
 
 

@@ -155,11 +155,7 @@ def _locate_face(source: MediaSource, model_path: Path, width: int, height: int)
         return None
     probes = set(np.linspace(0, max(source.num_frames - 1, 0), ZOOM_PROBE_FRAMES).round().astype(int).tolist())
     with FaceLandmarker(model_path, video=False) as landmarker:
-        for frame in source.frames():
-            if frame.index > max(probes):
-                break
-            if frame.index not in probes:
-                continue
+        for frame in source.frames(only=probes):
             for tile in (tile for tiles in levels for tile in tiles):
                 found = landmarker.detect(tile.crop(frame.image))
                 if found is not None:

@@ -35,6 +35,9 @@ def test_video_round_trip_keeps_count_size_times_and_content(tmp_path):
     assert np.allclose([f.time_s for f in frames], np.arange(12) / 25.0)
     error = np.abs(np.stack([f.image for f in frames]).astype(int) - images).mean()
     assert error < 6, error
+    picked = list(source.frames(only={3, 7}))
+    assert [f.index for f in picked] == [3, 7] and [f.time_s for f in picked] == [frames[3].time_s, frames[7].time_s]
+    assert all(np.array_equal(f.image, frames[f.index].image) for f in picked)
 
 
 def test_a_phone_video_stored_sideways_is_read_upright_at_its_upright_size(tmp_path):
@@ -57,6 +60,7 @@ def test_a_phone_video_stored_sideways_is_read_upright_at_its_upright_size(tmp_p
     frame = next(source.frames()).image
     assert frame.shape == (48, 32, 3)
     assert np.abs(frame.astype(int) - upright).mean() < 8
+    assert [f.image.shape for f in source.frames(only={2})] == [(48, 32, 3)]  # the first frame skipped
 
 
 def test_a_photo_is_turned_by_its_exif_orientation(tmp_path):
@@ -219,6 +223,7 @@ def test_an_anamorphic_video_is_read_stretched_as_it_is_shown(tmp_path):
     assert (source.width_px, source.height_px) == (64, 48) and {i.shape for i in images} == {(48, 64, 3)}
     disc = images[0][..., 0] > 110
     assert abs(np.ptp(np.flatnonzero(disc.any(0))) - np.ptp(np.flatnonzero(disc.any(1)))) <= 2  # round
+    assert [f.image.shape for f in source.frames(only={3})] == [(48, 64, 3)]
     assert np.abs(images[0].astype(int) - shown).mean() < 8
 
 
