@@ -40,8 +40,9 @@ ZOOM_BELOW_FOUND = 0.9       # found share under which a small or missing face i
 ZOOM_FACE_SHARE = 0.25       # face width, as a share of the frame's longer side, counted as small
 ZOOM_PROBE_FRAMES = 8
 ZOOM_FACE_SIDES = 4.0
-# Tiles of half, then a quarter of the frame's shorter side: the detector needs a face about a
-# quarter of what it sees, so a quarter finds a 110-px face in 4K (a person across a meeting room).
+# Tiles of half, then a quarter of the frame's shorter side: the detector finds a face down to
+# about an eighth of what it sees (the tests' 89-px face in a 720-px tile, not in a 1080-px one),
+# so quarter tiles find it in 4K (a person across a meeting room).
 ZOOM_TILE_FRACTIONS = (2, 4)
 ZOOM_MIN_TILE_PX = 64
 # Whose face is tracked where a frame shows several: first the largest, or the leftmost or
