@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -29,9 +30,9 @@ from capture.fitting import CaptureOptions, fit_gaussians, starting_head
 from capture.head_fit import FitFrames, FitLog, HeadModel, TimeLimit
 from capture.media import MediaSource, open_media
 from capture.model_files import PERSON_SEGMENTER, resolve_model
-from capture.reenactment import EVAL_SIZE_PX, Reenactment, evaluate_reenactment
+from capture.reenactment import EVAL_SIZE_PX, Reenactment, evaluate_reenactment, playback_fps
 from capture.tracking import FACE_CHOICES, TrackingStats, track_media
-from render import GaussianHead
+from render import GaussianHead, VideoWriter
 from render.cuda import fitting_device
 
 MIN_FOUND = 0.5            # share of frames with a face
@@ -209,9 +210,11 @@ def fit_time_limit(options: CaptureOptions, spent_s: float, holdout_frames: int)
 
 
 def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(), *,
-            checkpoint: Path | None = None, resume: bool = False, progress: bool = True) -> CaptureResult:
+            checkpoint: Path | None = None, resume: bool = False, progress: bool = True,
+            holdout_video: Path | None = None) -> CaptureResult:
     """The whole capture; `checkpoint` is written every CHECKPOINT_EVERY steps and at the end,
-    and with `resume` the fit goes on from it (to `options.iterations`, which may be larger)."""
+    and with `resume` the fit goes on from it (to `options.iterations`, which may be larger).
+    `holdout_video` gets the scored held-out frames, truth | render, playing in real time."""
     timings: dict[str, float] = {}
     device = fitting_device(options.device)
     options = replace(options, device=device.type)
@@ -270,9 +273,13 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     timings["fit_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     head = model.to_head()
-    reenactment = evaluate_reenactment(head, info.source, info.track, info.face, scored, info.train,
-                                       refine_steps=options.track_steps, window=info.window,
-                                       progress=progress) if len(scored) else None
+    reenactment = None
+    if len(scored):
+        with VideoWriter(holdout_video, playback_fps(scored, info.source.fps)) if holdout_video else nullcontext() \
+                as video:
+            reenactment = evaluate_reenactment(head, info.source, info.track, info.face, scored, info.train,
+                                               refine_steps=options.track_steps, window=info.window,
+                                               progress=progress, video=video)
     timings["evaluate_s"] = time.perf_counter() - clock
     return CaptureResult(head, info, fit_log, reenactment, options, mask_examples, timings)
 

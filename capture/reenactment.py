@@ -15,7 +15,7 @@ from capture.frame_refinement import REFINE_STEPS, refine_frames
 from capture.frames import FrameWindow, decode_frames, frame_masks
 from capture.media import MediaSource
 from capture.metrics import (align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame)
-from render import GaussianHead
+from render import GaussianHead, VideoWriter
 from render.cpu import CpuRenderer
 
 EVAL_SIZE_PX = 512
@@ -62,7 +62,7 @@ class Reenactment:
 def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, face: FaceFit,
                          holdout: np.ndarray, train: np.ndarray, size_px: int = EVAL_SIZE_PX,
                          refine_steps: int = REFINE_STEPS, window: FrameWindow | None = None,
-                         progress: bool = False) -> Reenactment:
+                         progress: bool = False, video: VideoWriter | None = None) -> Reenactment:
     """Render `holdout` frames with their weights and `face`'s pose, both tracked photometrically
     against `head` (`refine_frames`, `refine_steps` per frame; 0 keeps the tracked ones);
     compare inside their masks (`EDGE_PX` in from the edge), in `window` (default: the whole
@@ -71,6 +71,8 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     The baseline takes, for each held-out frame, the `train` frame closest in weights and pose,
     warps it onto the held-out frame by the similarity that maps its landmarks onto the
     held-out ones, and is scored the same way.
+
+    With `video`, each held-out frame is written to it as truth | render, side by side.
     """
     window = window or FrameWindow.whole(source.width_px, source.height_px)
     size = window.size(size_px)
@@ -112,6 +114,8 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
         rgba, landmark_render = (_render(renderer, camera, head, tracked),
                                  _render(renderer, camera, head, landmark)[..., :3])
         render, real, baseline, mask = rgba[..., :3], truth[k].astype(np.float32) / 255, baseline_of(k), inner[k]
+        if video is not None:
+            video.write(np.concatenate([truth[k], (render * 255).round().astype(np.uint8)], axis=1))
         rows.append({"frame": int(h), "psnr": masked_psnr(render, real, mask), "ssim": masked_ssim(render, real, mask),
                      "uncovered": float((rgba[..., 3][mask] < COVERED_ALPHA).mean()) if mask.any() else 0.0,
                      "landmark_psnr": masked_psnr(landmark_render, real, mask),
@@ -130,6 +134,12 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim", "uncovered")
     mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
     return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst, **mean)
+
+
+def playback_fps(frames: np.ndarray, fps: float) -> float:
+    """The rate at which the video frames `frames` (sorted indices, maybe every k-th) play in real time."""
+    span = int(frames[-1] - frames[0]) + 1 if len(frames) else 1
+    return fps * len(frames) / span if len(frames) > 1 else fps
 
 
 def _render(renderer: CpuRenderer, camera: Camera, head: GaussianHead, state: FaceState) -> np.ndarray:

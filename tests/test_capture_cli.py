@@ -12,6 +12,7 @@ import pytest
 
 from avatar.cli import main
 from avatar.model import Avatar
+from capture import open_media
 from render import VideoWriter
 
 
@@ -48,7 +49,7 @@ def captured(video, tmp_path_factory) -> Path:
     return out
 
 
-def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys):
+def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, video, capsys):
     avatar = Avatar.load(captured)
     info = avatar.metadata["capture"]
     assert info["iterations_done"] == 40 and len(info["holdout_frames"]) == 8 and len(info["train_frames"]) == 32
@@ -76,6 +77,13 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, capsys)
     assert masks.shape == (2 * 96, 3 * 96, 3) and masks[:, :, 1].max() == 255
     # Four evenly spaced held-out frames, then the two worst of the other four, at 512 px.
     assert cv2.imread(str(report / "holdout.png")).shape[0] == 6 * 512
+    # The held-out frames as a video, truth | render, at the source's 10 fps (they are consecutive).
+    played = open_media(report / "holdout.mp4")
+    assert (played.num_frames, played.fps, played.width_px, played.height_px) == (8, 10.0, 1024, 512)
+    first = next(played.frames()).image.astype(int)
+    truth = next(open_media(video).frames(only={info["holdout_frames"][0]})).image
+    assert np.abs(first[:, :512] - truth).mean() < 4
+    assert first[:40, 512:552].min() > 240  # the render's white background, in its top left corner
     assert captured.with_name("astronaut.avatar.ckpt").exists()
     skull = avatar.head.triangle_ids.max() >= 898
     assert skull, "no Gaussian sits on the scaffold"
@@ -99,6 +107,13 @@ def test_eval_prints_the_scores_as_its_last_line(captured, video, capsys):
     assert untracked["baseline_psnr"] == pytest.approx(last["baseline_psnr"], abs=0.05)  # the baseline is untouched
     assert main(["eval", str(captured), str(video), "--track-steps", "-1"]) == 1
     assert "--track-steps must be 0 or more" in capsys.readouterr().err
+
+
+def test_eval_writes_the_held_out_frames_side_by_side(captured, video, tmp_path):
+    assert main(["eval", str(captured), str(video), "-q", "--side-by-side", str(tmp_path / "eval.mp4")]) == 0
+    played = open_media(tmp_path / "eval.mp4")
+    assert (played.num_frames, played.width_px, played.height_px) == (8, 1024, 512)
+    assert main(["eval", str(captured), str(video), "-q", "--side-by-side", str(tmp_path / "missing" / "x.mp4")]) == 1
 
 
 def test_export_dataset_writes_frames_masks_and_cameras(captured, video, tmp_path):
@@ -140,6 +155,7 @@ def test_a_dark_capture_is_refused(tmp_path, capsys, face_model_path):
     assert main(["capture", str(dark), "-o", str(tmp_path / "dark.avatar"), "-q", "--iterations", "5"]) == 1
     err = capsys.readouterr().err
     assert ("too dark" in err or "no face found" in err or "found in only" in err) and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dark.mp4"]  # no report, bundle or checkpoint
 
 
 def test_two_people_are_refused_unless_told_whose_face(tmp_path, face_model_path, person_segmenter_path):

@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Tracks the face, fits the person's face mesh and expression basis, masks the head, places "
                     "Gaussians on the face and a scaffold (skull and hair, mouth interior) and fits them with the "
                     "cpu backend's backward pass, or gsplat's kernels on a CUDA GPU. The last --holdout of the frames is never fitted to: the report "
-                    "(NAME.report/: holdout.png, curves.png, metrics.json) scores them. A checkpoint "
+                    "(NAME.report/: holdout.png, holdout.mp4, curves.png, metrics.json) scores them. A checkpoint "
                     "(NAME.avatar.ckpt) lets --resume go on, also with more --iterations later.")
     c.add_argument("input", type=Path, help="video of the person talking (10-20 s), a photo, or a folder of photos")
     c.add_argument("-o", "--output", type=Path, required=True, help="the .avatar bundle to write")
@@ -58,6 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--track-steps", type=int,
                    help="photometric tracking steps per held-out frame (default: the capture's, 16 or --quick 3; "
                         "0: the landmark pose and MediaPipe's weights as they are)")
+    e.add_argument("--side-by-side", type=Path, metavar="OUT.mp4",
+                   help="also write the held-out frames, truth | render side by side, playing in real time")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(run=run_eval)
@@ -95,7 +97,16 @@ def run_capture(args: argparse.Namespace) -> int:
     if args.minutes is not None:
         options = dataclasses.replace(options, minutes=args.minutes or None)
     checkpoint = args.output.with_name(args.output.name + ".ckpt")
-    result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
+    report = args.output.with_name(args.output.stem + ".report")
+    made_report = not report.exists()
+    report.mkdir(exist_ok=True)
+    try:
+        result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
+                         holdout_video=report / "holdout.mp4")
+    except BaseException:
+        if made_report and not any(report.iterdir()):
+            report.rmdir()
+        raise
     metadata = result.metadata()
     track = result.input.track
     # Blink rate and duration as this person blinks (defaults when the clip is short or shows few blinks).
@@ -108,8 +119,6 @@ def run_capture(args: argparse.Namespace) -> int:
         if tuned is not None:
             avatar.speech, avatar.metadata["speech_tuning"] = tuned
     avatar.save(args.output)
-    report = args.output.with_name(args.output.stem + ".report")
-    report.mkdir(exist_ok=True)
     scores = result.reenactment
     metrics = {**(scores.summary() if scores else {}),
                **({"landmark_psnr": round(scores.landmark_psnr, 3), "landmark_ssim": round(scores.landmark_ssim, 4),
@@ -179,11 +188,14 @@ def _tune_speech(result, seed: int):
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from avatar import BundleError, InputError
+    from contextlib import nullcontext
+
+    from avatar import BundleError, InputError, check_writable
     from avatar.model import Avatar
     from capture.frame_refinement import REFINE_STEPS
     from capture.pipeline import retrack
-    from capture.reenactment import evaluate_reenactment
+    from capture.reenactment import evaluate_reenactment, playback_fps
+    from render import VideoWriter
 
     avatar = Avatar.load(args.avatar)
     record = avatar.metadata.get("capture")
@@ -191,13 +203,17 @@ def run_eval(args: argparse.Namespace) -> int:
         raise BundleError(f"{args.avatar} was not made by avatar capture: it has no capture record to evaluate")
     if args.track_steps is not None and args.track_steps < 0:
         raise InputError(f"--track-steps must be 0 or more, got {args.track_steps}")
+    if args.side_by_side is not None:
+        check_writable(args.side_by_side)
     info, same = retrack(args.video, avatar.head, record, progress=not args.quiet)
     if len(info.holdout) == 0:
         raise BundleError(f"no held-out frame with a face in {args.video}")
     steps = args.track_steps if args.track_steps is not None else \
         int(record.get("options", {}).get("track_steps", REFINE_STEPS))
-    result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
-                                  refine_steps=steps, window=info.window, progress=not args.quiet)
+    with VideoWriter(args.side_by_side, playback_fps(info.holdout, info.source.fps)) if args.side_by_side \
+            else nullcontext() as video:
+        result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
+                                      refine_steps=steps, window=info.window, progress=not args.quiet, video=video)
     if not args.json:
         print(f"{'held-out' if same else 'last 20% of the'} frames of {info.source.path.name}: {result.frames}; PSNR "
               f"{result.psnr:.2f} dB, SSIM {result.ssim:.4f}; nearest-neighbour baseline {result.baseline_psnr:.2f} dB, "
