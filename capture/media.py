@@ -29,6 +29,10 @@ PHOTO_SET_FPS = 1.0
 MAX_FRAME_RATE = 240.0
 # AVFieldOrder -> which field is shown first: TT and BT show the top one, BB and TB the bottom one.
 FIELD_PARITY = {2: "tff", 5: "tff", 3: "bff", 4: "bff"}
+# A pass that wants only some frames (the held-out ones and the training frames nearest to them,
+# the zoom's probes) jumps to the keyframe before one this far past the last it decoded, where
+# the file allows.
+SEEK_AFTER_FRAMES = 100
 # Pixels this close to square are taken as square: stretching costs a resize of every frame.
 SQUARE_PIXEL_TOLERANCE = 0.01
 
@@ -229,6 +233,55 @@ def _pulled(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
             return
 
 
+def _frame_stamps(path: Path) -> list[int] | None:
+    """The first video stream's frames' presentation stamps, in order, read from its packets where
+    they can index the frames: an MP4 or MOV whose packets, none discarded, are its stated frames
+    (a WebM can hold packets that show no frame). Else None."""
+    with _open_container(path) as container:
+        if not {"mov", "mp4"} & set(container.format.name.split(",")):
+            return None
+        stream = container.streams.video[0]
+        try:
+            stamps = sorted(packet.pts for packet in container.demux(stream)
+                            if packet.size and packet.pts is not None and not packet.is_discard)
+        except av.error.FFmpegError:
+            return None
+        declared = stream.frames
+    return stamps if stamps and len(stamps) == declared and len(set(stamps)) == len(stamps) else None
+
+
+def _seeked_frames(path: Path, stamps: list[int], only: frozenset[int]) -> Iterator[Frame]:
+    """The frames `only`, in order, each indexed by its place in `stamps`; to reach one more than
+    `SEEK_AFTER_FRAMES` past the last decoded, decoding jumps to the keyframe before it. Stops
+    early, having yielded frames in order, if a frame's stamp is not there, a wanted frame does
+    not come, or the file breaks off: decoding from the start does the rest."""
+    index_of = {pts: i for i, pts in enumerate(stamps)}
+    with _open_container(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        aspect = _pixel_aspect(stream)
+        try:
+            decoded = _progressive(container, stream)
+            first = next(decoded)
+            if first.pts != stamps[0]:
+                return
+            size, start, at = _shown_size(first, aspect), float(first.time), 0
+            for target in sorted(only):
+                if target - at > SEEK_AFTER_FRAMES:
+                    container.seek(stamps[target], stream=stream, backward=True)
+                    decoded = _progressive(container, stream)
+                frame = first if target == 0 else None
+                while frame is None:
+                    frame = next(decoded)
+                    at = index_of.get(frame.pts, -1)
+                    if at < 0 or at > target:
+                        return
+                    frame = frame if at == target else None
+                yield Frame(target, float(frame.time) - start, _image(frame, aspect, size))
+        except (av.error.FFmpegError, StopIteration):
+            return
+
+
 def _shown_size(frame: av.VideoFrame, aspect: float) -> tuple[int, int]:
     """(W, H) of a decoded frame as it is shown: stretched by its pixels' `aspect`, turned."""
     width, height = round(frame.width * aspect), frame.height
@@ -251,6 +304,13 @@ def _image(frame: av.VideoFrame, aspect: float, size: tuple[int, int]) -> np.nda
 
 def _video_frames(path: Path, only: frozenset[int] | None = None) -> Iterator[Frame]:
     last = max(only, default=-1) if only is not None else None
+    done = -1  # the last frame yielded after a seek
+    if only and max(only) >= SEEK_AFTER_FRAMES and (stamps := _frame_stamps(path)) is not None:
+        for frame in _seeked_frames(path, stamps, only):
+            done = frame.index
+            yield frame
+        if done == last:
+            return
     with _open_container(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -266,7 +326,7 @@ def _video_frames(path: Path, only: frozenset[int] | None = None) -> Iterator[Fr
                 # A call's recording changes resolution with its bandwidth; the track's pixels,
                 # the window and the camera are the first frame's size, as shown.
                 size = size or _shown_size(frame, aspect)
-                if only is None or index in only:
+                if (only is None or index in only) and index > done:
                     yield Frame(index, time_s - start, _image(frame, aspect, size))
                 index += 1
         except av.error.FFmpegError as exc:

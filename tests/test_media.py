@@ -40,6 +40,45 @@ def test_video_round_trip_keeps_count_size_times_and_content(tmp_path):
     assert all(np.array_equal(f.image, frames[f.index].image) for f in picked)
 
 
+def test_frames_far_in_are_read_from_the_keyframe_before_them(tmp_path, monkeypatch):
+    """A frame near the start, then the held-out frames of a long video: decoding jumps to the
+    keyframe before them instead of going through every frame between, and gives what decoding
+    every frame gives (H.264 with B-frames, a keyframe every 30 frames)."""
+    import capture.media as media
+
+    with av.open(str(tmp_path / "long.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.options = {"x264-params": "keyint=30:min-keyint=30:bframes=3", "crf": "20"}
+        for i in range(300):
+            image = np.zeros((48, 64, 3), np.uint8)
+            image[:, :, 0] = (np.arange(64) * 3 + 7 * i) % 256
+            image[i % 48, :, 1] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = open_media(tmp_path / "long.mp4")
+    wanted = {5, 170, 171, 240, 299}
+    everything = {f.index: f for f in source.frames()}
+    decoded = []
+    progressive = media._progressive
+
+    def counted(container, stream):
+        for frame in progressive(container, stream):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(media, "_progressive", counted)
+    picked = list(source.frames(only=wanted))
+    assert [f.index for f in picked] == sorted(wanted)
+    for f in picked:
+        assert f.time_s == everything[f.index].time_s and np.array_equal(f.image, everything[f.index].image)
+    assert len(decoded) <= 6 + 3 + 300 - 150  # frames 0-5 (and B-frames' delay), then from the keyframe at 150
+
+
 def test_a_phone_video_stored_sideways_is_read_upright_at_its_upright_size(tmp_path):
     """Phones store a portrait video as landscape frames with a display matrix that turns them."""
     upright = np.zeros((48, 32, 3), np.uint8)
