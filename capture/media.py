@@ -267,6 +267,8 @@ def _seeked_frames(path: Path, stamps: list[int], only: frozenset[int]) -> Itera
                 return
             size, start, at = _shown_size(first, aspect), float(first.time), 0
             for target in sorted(only):
+                if target >= len(stamps):
+                    return
                 if target - at > SEEK_AFTER_FRAMES:
                     container.seek(stamps[target], stream=stream, backward=True)
                     decoded = _progressive(container, stream)
