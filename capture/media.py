@@ -263,7 +263,7 @@ def _seeked_frames(path: Path, stamps: list[int], only: frozenset[int]) -> Itera
         try:
             decoded = _progressive(container, stream)
             first = next(decoded)
-            if first.pts != stamps[0]:
+            if _stamp(first, stream) != stamps[0]:
                 return
             size, start, at = _shown_size(first, aspect), float(first.time), 0
             for target in sorted(only):
@@ -275,13 +275,19 @@ def _seeked_frames(path: Path, stamps: list[int], only: frozenset[int]) -> Itera
                 frame = first if target == 0 else None
                 while frame is None:
                     frame = next(decoded)
-                    at = index_of.get(frame.pts, -1)
+                    at = index_of.get(_stamp(frame, stream), -1)
                     if at < 0 or at > target:
                         return
                     frame = frame if at == target else None
                 yield Frame(target, float(frame.time) - start, _image(frame, aspect, size))
         except (av.error.FFmpegError, StopIteration):
             return
+
+
+def _stamp(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int | None:
+    """A decoded frame's presentation stamp in its stream's time base (bwdif doubles the rate of
+    the stamps it passes on)."""
+    return round(frame.time / stream.time_base) if frame.time is not None else None
 
 
 def _shown_size(frame: av.VideoFrame, aspect: float) -> tuple[int, int]:
@@ -311,8 +317,8 @@ def _video_frames(path: Path, only: frozenset[int] | None = None) -> Iterator[Fr
         for frame in _seeked_frames(path, stamps, only):
             done = frame.index
             yield frame
-        if done == last:
-            return
+        if done == max((i for i in only if i < len(stamps)), default=-1):
+            return  # what is left is past the last frame
     with _open_container(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

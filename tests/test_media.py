@@ -40,7 +40,8 @@ def test_video_round_trip_keeps_count_size_times_and_content(tmp_path):
     assert all(np.array_equal(f.image, frames[f.index].image) for f in picked)
 
 
-def test_frames_far_in_are_read_from_the_keyframe_before_them(tmp_path, monkeypatch):
+@pytest.mark.parametrize("interlaced", [False, True], ids=["progressive", "interlaced"])
+def test_frames_far_in_are_read_from_the_keyframe_before_them(tmp_path, monkeypatch, interlaced):
     """A frame near the start, then the held-out frames of a long video: decoding jumps to the
     keyframe before them instead of going through every frame between, and gives what decoding
     every frame gives (H.264 with B-frames, a keyframe every 30 frames)."""
@@ -49,7 +50,8 @@ def test_frames_far_in_are_read_from_the_keyframe_before_them(tmp_path, monkeypa
     with av.open(str(tmp_path / "long.mp4"), "w") as container:
         stream = container.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.options = {"x264-params": "keyint=30:min-keyint=30:bframes=3", "crf": "20"}
+        stream.codec_context.options = {"crf": "20", "x264-params": "keyint=30:min-keyint=30:bframes=3"
+                                        + (":interlaced=1:tff=1" if interlaced else "")}
         for i in range(300):
             image = np.zeros((48, 64, 3), np.uint8)
             image[:, :, 0] = (np.arange(64) * 3 + 7 * i) % 256
@@ -72,7 +74,7 @@ def test_frames_far_in_are_read_from_the_keyframe_before_them(tmp_path, monkeypa
             yield frame
 
     monkeypatch.setattr(media, "_progressive", counted)
-    picked = list(source.frames(only=wanted))
+    picked = list(source.frames(only=wanted | {400}))  # 400 is past the end
     assert [f.index for f in picked] == sorted(wanted)
     for f in picked:
         assert f.time_s == everything[f.index].time_s and np.array_equal(f.image, everything[f.index].image)
