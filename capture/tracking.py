@@ -48,6 +48,12 @@ ZOOM_MIN_TILE_PX = 64
 # Whose face is tracked where a frame shows several: first the largest, or the leftmost or
 # rightmost; then, frame after frame, the one nearest to where that person's face was last seen.
 FACE_CHOICES = ("largest", "left", "right")
+# A face is the followed person's only if its centre is within this many of their face widths of
+# where theirs was last seen, and this many more for every second since: a head moves less than
+# its width from one frame to the next, and one out of view for a while may come back anywhere.
+FOLLOW_REACH_WIDTHS = 1.0
+FOLLOW_REACH_WIDTHS_PER_S = 2.0
+FOLLOW_MAX_FACES = 4     # faces MediaPipe looks for in a frame, so that the followed one is among them
 
 
 def track_media(source: MediaSource, *, model_path: str | Path | None = None,
@@ -76,7 +82,7 @@ def track_media(source: MediaSource, *, model_path: str | Path | None = None,
     rows, (width, height) = _detect_all(source, model_path, None, progress, face)
     camera = Camera.from_vertical_fov(width, height, MEDIAPIPE_VERTICAL_FOV_DEG)
     if _too_small(rows, width, height):
-        square = _locate_face(source, model_path, width, height)
+        square = _locate_face(source, model_path, width, height, face)
         if square is not None:
             zoomed, _ = _detect_all(source, model_path, square, progress, face)
             if sum(d is not None for _, d in zoomed) > sum(d is not None for _, d in rows):
@@ -105,8 +111,8 @@ def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | Non
     of the whole frame (`_in_frame`)."""
     rows: list[tuple[float, Detection | None]] = []
     size = (0, 0)
-    last: Detection | None = None
-    with FaceLandmarker(model_path, video=source.kind == "video") as landmarker, \
+    last: tuple[float, Detection] | None = None
+    with FaceLandmarker(model_path, video=source.kind == "video", max_faces=FOLLOW_MAX_FACES) as landmarker, \
             tqdm(total=source.num_frames, unit="frame", desc=f"tracking {source.path.name}",
                  disable=not progress, leave=False) as bar:
         for frame in source.frames():
@@ -116,26 +122,37 @@ def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | Non
             else:
                 faces = [_in_frame(found, square, size)
                          for found in landmarker.detect_all(square.crop(frame.image), frame.time_s)]
-            chosen = _followed(faces, last, face, size)
-            last = chosen or last
+            chosen = _followed(faces, last, frame.time_s, face, size)
+            last = (frame.time_s, chosen) if chosen is not None else last
             rows.append((frame.time_s, chosen))
             bar.update()
     return rows, size
 
 
-def _followed(faces: list[Detection], last: Detection | None, face: str, size: tuple[int, int]) -> Detection | None:
-    """The followed person's face among a frame's `faces`: the one whose centre is nearest (in
-    pixels of a W x H frame) to `last`, theirs when last seen; before that, the one `face` picks."""
+def _followed(faces: list[Detection], last: tuple[float, Detection] | None, time_s: float, face: str,
+              size: tuple[int, int]) -> Detection | None:
+    """The followed person's face among a frame's `faces` at `time_s`: the one whose centre is
+    nearest (in pixels of a W x H frame) to theirs when last seen (`last`: time, detection), if
+    within reach (`FOLLOW_REACH_*`); before they are first seen, the one `face` picks."""
     if not faces:
         return None
     if last is None:
-        if face == "largest":
-            return max(faces, key=face_width)
-        centre_x = [float(f.landmarks_norm[:, 0].mean()) for f in faces]
-        return faces[int(np.argmin(centre_x) if face == "left" else np.argmax(centre_x))]
+        return _picked(faces, face, [(f.landmarks_norm[:, 0].mean() * size[0], face_width(f)) for f in faces])
+    seen_s, seen = last
     scale = np.array(size, np.float64)
-    target = last.landmarks_norm[:, :2].mean(0) * scale
-    return min(faces, key=lambda f: float(np.linalg.norm(f.landmarks_norm[:, :2].mean(0) * scale - target)))
+    target = seen.landmarks_norm[:, :2].mean(0) * scale
+    distances = [float(np.linalg.norm(f.landmarks_norm[:, :2].mean(0) * scale - target)) for f in faces]
+    reach = face_width(seen) * size[0] * (FOLLOW_REACH_WIDTHS + FOLLOW_REACH_WIDTHS_PER_S * (time_s - seen_s))
+    nearest = int(np.argmin(distances))
+    return faces[nearest] if distances[nearest] <= reach else None
+
+
+def _picked(faces: list, face: str, places: list[tuple[float, float]]):
+    """The one of `faces` that `face` picks, by their (centre x, width) `places` in one frame's pixels."""
+    if face == "largest":
+        return faces[int(np.argmax([width for _, width in places]))]
+    centres = [x for x, _ in places]
+    return faces[int(np.argmin(centres) if face == "left" else np.argmax(centres))]
 
 
 def _too_small(rows: list[tuple[float, Detection | None]], width: int, height: int) -> bool:
@@ -147,9 +164,10 @@ def _too_small(rows: list[tuple[float, Detection | None]], width: int, height: i
     return not found or float(np.median(spans)) < ZOOM_FACE_SHARE * max(width, height)
 
 
-def _locate_face(source: MediaSource, model_path: Path, width: int, height: int) -> FrameWindow | None:
+def _locate_face(source: MediaSource, model_path: Path, width: int, height: int, face: str) -> FrameWindow | None:
     """A square around the face, found in overlapping tiles (`ZOOM_TILE_FRACTIONS`, larger first)
-    of a few evenly spaced frames, decoded once."""
+    of a few evenly spaced frames, decoded once: in the first frame and tile size that show any,
+    the one `face` picks."""
     levels = [_tiles(width, height, min(width, height) // k) for k in ZOOM_TILE_FRACTIONS
               if min(width, height) // k >= ZOOM_MIN_TILE_PX]
     if not levels:
@@ -157,10 +175,12 @@ def _locate_face(source: MediaSource, model_path: Path, width: int, height: int)
     probes = set(np.linspace(0, max(source.num_frames - 1, 0), ZOOM_PROBE_FRAMES).round().astype(int).tolist())
     with FaceLandmarker(model_path, video=False) as landmarker:
         for frame in source.frames(only=probes):
-            for tile in (tile for tiles in levels for tile in tiles):
-                found = landmarker.detect(tile.crop(frame.image))
-                if found is not None:
-                    return _around_face(tile, found, width, height)
+            for tiles in levels:
+                found = [(tile, d) for tile in tiles for d in landmarker.detect_all(tile.crop(frame.image))]
+                if found:
+                    places = [(tile.x0_px + d.landmarks_norm[:, 0].mean() * tile.width_px,
+                               face_width(d) * tile.width_px) for tile, d in found]
+                    return _around_face(*_picked(found, face, places), width, height)
     return None
 
 

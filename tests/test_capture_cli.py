@@ -89,6 +89,21 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, video, 
     assert skull, "no Gaussian sits on the scaffold"
 
 
+def test_a_capture_that_fails_late_leaves_no_report(video, tmp_path, monkeypatch, capsys):
+    import capture.report
+    from avatar import OutputError
+
+    def disk_full(*args, **kwargs):
+        raise OutputError("cannot write curves.png: no space left on device")
+
+    monkeypatch.setattr(capture.report, "write_curves", disk_full)
+    out = tmp_path / "late.avatar"
+    assert main(["capture", str(video), "-o", str(out), "--iterations", "5", "--gaussians", "1000", "--size", "64",
+                 "-q", "--no-speech-tuning"]) == 1
+    assert "no space left" in capsys.readouterr().err
+    assert not (tmp_path / "late.report").exists()
+
+
 def test_capture_resumes_from_its_checkpoint(captured, video):
     assert main(["capture", str(video), "-o", str(captured), "--iterations", "55", "--gaussians", "3000",
                  "--size", "96", "--resume", "-q"]) == 0

@@ -110,13 +110,17 @@ def test_a_video_without_any_face_is_an_error(face_model_path, astronaut, tmp_pa
         track_media(open_media(tmp_path / "empty.mp4"), progress=False)
 
 
-def two_people_video(path, face: np.ndarray, frames: int = 40, fps: float = 10.0) -> None:
+def two_people_video(path, face: np.ndarray, frames: int = 40, fps: float = 10.0, right_away: range = range(0)
+                     ) -> None:
     """Two people side by side (the astronaut and her mirror image) whose faces take turns being
-    the larger, by 6% either way."""
+    the larger, by 6% either way; the one on the right out of view in the frames `right_away`."""
     with VideoWriter(path, fps=fps, crf=12) as video:
         for i in range(frames):
             canvas = np.full((256, 512, 3), 127, np.uint8)
-            for centre_x, image, scale in ((128, face, 1 + 0.06 * np.sin(i)), (384, face[:, ::-1], 1 - 0.06 * np.sin(i))):
+            turn = 0.06 * np.sin(i)
+            for centre_x, image, scale in ((128, face, 1 + turn), (384, face[:, ::-1], 1 - turn)):
+                if centre_x == 384 and i in right_away:
+                    continue
                 matrix = cv2.getRotationMatrix2D((128, 128), 0, scale)
                 matrix[:, 2] += [centre_x - 128, 0]
                 canvas = np.where(_inside(matrix, canvas.shape), cv2.warpAffine(image, matrix, (512, 256)), canvas)
@@ -139,6 +143,29 @@ def test_one_person_is_followed_where_two_take_turns_being_larger(face_model_pat
     assert on_left.all() or not on_left.any(), centre_x
     if face != "largest":
         assert on_left[0] == (face == "left")
+
+
+def test_the_followed_person_out_of_view_is_not_swapped_for_the_other(face_model_path, astronaut, tmp_path):
+    two_people_video(tmp_path / "two.mp4", astronaut, right_away=range(15, 18))
+    track, _ = track_media(open_media(tmp_path / "two.mp4"), progress=False, face="right")
+    assert not track.found[15:18].any() and track.found[:15].all() and track.found[18:].all()
+    assert (track.landmarks_px[track.found, :468, 0].mean(1) > 256).all()
+
+
+@pytest.mark.parametrize("face", ["left", "right"])
+def test_two_small_faces_in_a_wide_frame_the_chosen_one_is_zoomed_on(face_model_path, tmp_path, face):
+    from avatar.sample import sample_photo
+
+    photo = sample_photo()  # her face is 89 px wide: too small for the detector in a 2048x720 frame
+    canvas = np.full((720, 2048, 3), 90, np.uint8)
+    canvas[100:612, 200:712], canvas[100:612, 1336:1848] = photo, photo[:, ::-1]
+    with VideoWriter(tmp_path / "wide.mp4", fps=10, crf=12) as video:
+        for _ in range(20):
+            video.write(canvas)
+    track, stats = track_media(open_media(tmp_path / "wide.mp4"), progress=False, face=face)
+    assert stats.found_fraction == 1.0
+    centre_x = track.landmarks_px[:, :468, 0].mean(1)
+    assert ((centre_x < 1024) if face == "left" else (centre_x > 1024)).all()
 
 
 def test_the_command_line_offers_the_trackers_face_choices():

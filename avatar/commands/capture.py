@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from capture import CaptureOptions
 
 # `capture.tracking.FACE_CHOICES`, spelled out: importing tracking (MediaPipe) costs the command line 2 s.
 FACE_CHOICES = ("largest", "left", "right")
@@ -68,15 +72,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_capture(args: argparse.Namespace) -> int:
     import dataclasses
+    import shutil
 
-    import numpy as np
     import torch
 
-    from animation import MannerismProfile
     from avatar import InputError, check_writable
-    from avatar.model import Avatar
-    from capture.pipeline import CaptureOptions, capture
-    from capture.report import write_curves, write_mask_sheet, write_metrics, write_sheet
+    from capture.pipeline import CaptureOptions
 
     check_writable(args.output)
     if not 0.0 <= args.holdout < 0.9:
@@ -96,17 +97,31 @@ def run_capture(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
     if args.minutes is not None:
         options = dataclasses.replace(options, minutes=args.minutes or None)
-    checkpoint = args.output.with_name(args.output.name + ".ckpt")
     report = args.output.with_name(args.output.stem + ".report")
     made_report = not report.exists()
     report.mkdir(exist_ok=True)
     try:
-        result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
-                         holdout_video=report / "holdout.mp4")
+        return _capture_with_report(args, options, report)
     except BaseException:
-        if made_report and not any(report.iterdir()):
-            report.rmdir()
+        if made_report:
+            shutil.rmtree(report, ignore_errors=True)
         raise
+
+
+def _capture_with_report(args: argparse.Namespace, options: CaptureOptions, report: Path) -> int:
+    """`avatar capture` once the options are checked: the bundle, and the report in `report`."""
+    import dataclasses
+
+    import numpy as np
+
+    from animation import MannerismProfile
+    from avatar.model import Avatar
+    from capture.pipeline import capture
+    from capture.report import write_curves, write_mask_sheet, write_metrics, write_sheet
+
+    checkpoint = args.output.with_name(args.output.name + ".ckpt")
+    result = capture(args.input, options, checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
+                     holdout_video=report / "holdout.mp4")
     metadata = result.metadata()
     track = result.input.track
     # Blink rate and duration as this person blinks (defaults when the clip is short or shows few blinks).
