@@ -26,6 +26,25 @@ def write_video(path, frames: int = 12, size=(64, 48), fps: float = 25.0) -> np.
     return images
 
 
+def write_h264(path, images, fps: int = 25, options: dict | None = None, sample_aspect_ratio=None) -> None:
+    """Encode [H, W, 3] uint8 RGB `images` with PyAV's x264, frame i at i / fps: `options` are the
+    encoder's, and `sample_aspect_ratio` (a Fraction) its pixels' shape."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.options = options or {}
+        if sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
+        for i, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 def test_video_round_trip_keeps_count_size_times_and_content(tmp_path):
     images = write_video(tmp_path / "clip.mp4", frames=12, fps=25.0)
     source = open_media(tmp_path / "clip.mp4")
@@ -47,21 +66,12 @@ def test_frames_far_in_are_read_from_the_keyframe_before_them(tmp_path, monkeypa
     every frame gives (H.264 with B-frames, a keyframe every 30 frames)."""
     import capture.media as media
 
-    with av.open(str(tmp_path / "long.mp4"), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.options = {"crf": "20", "x264-params": "keyint=30:min-keyint=30:bframes=3"
-                                        + (":interlaced=1:tff=1" if interlaced else "")}
-        for i in range(300):
-            image = np.zeros((48, 64, 3), np.uint8)
-            image[:, :, 0] = (np.arange(64) * 3 + 7 * i) % 256
-            image[i % 48, :, 1] = 255
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    images = np.zeros((300, 48, 64, 3), np.uint8)
+    for i, image in enumerate(images):
+        image[:, :, 0] = (np.arange(64) * 3 + 7 * i) % 256
+        image[i % 48, :, 1] = 255
+    write_h264(tmp_path / "long.mp4", images, fps=30, options={
+        "crf": "20", "x264-params": "keyint=30:min-keyint=30:bframes=3" + (":interlaced=1:tff=1" if interlaced else "")})
     source = open_media(tmp_path / "long.mp4")
     wanted = {5, 170, 171, 240, 299}
     everything = {f.index: f for f in source.frames()}
@@ -248,17 +258,7 @@ def test_an_anamorphic_video_is_read_stretched_as_it_is_shown(tmp_path):
     shown = np.zeros((48, 64, 3), np.uint8)
     cv2.circle(shown, (32, 24), 16, (220, 220, 220), -1)
     stored = cv2.resize(shown, (32, 48), interpolation=cv2.INTER_AREA)
-    with av.open(str(tmp_path / "hdv.mp4"), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 32, 48, "yuv420p"
-        stream.codec_context.sample_aspect_ratio = Fraction(2, 1)
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_h264(tmp_path / "hdv.mp4", [stored] * 4, sample_aspect_ratio=Fraction(2, 1))
     source = open_media(tmp_path / "hdv.mp4")
     images = [frame.image for frame in source.frames()]
     assert (source.width_px, source.height_px) == (64, 48) and {i.shape for i in images} == {(48, 64, 3)}
@@ -276,19 +276,10 @@ def test_an_interlaced_video_is_read_deinterlaced(tmp_path):
         image[:, 10 + 6 * field:22 + 6 * field] = 220
         return image
 
-    with av.open(str(tmp_path / "broadcast.mp4"), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 192, 64, "yuv420p"
-        stream.codec_context.options = {"x264-params": "interlaced=1:tff=1", "crf": "8"}
-        for i in range(12):
-            woven = scene(2 * i)
-            woven[1::2] = scene(2 * i + 1)[1::2]
-            frame = av.VideoFrame.from_ndarray(woven, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    woven = [scene(2 * i) for i in range(12)]
+    for i, image in enumerate(woven):
+        image[1::2] = scene(2 * i + 1)[1::2]
+    write_h264(tmp_path / "broadcast.mp4", woven, options={"x264-params": "interlaced=1:tff=1", "crf": "8"})
     with av.open(str(tmp_path / "broadcast.mp4")) as container:
         assert next(container.decode(video=0)).interlaced_frame
 
