@@ -61,9 +61,10 @@ class MediaSource:
 
     def frames(self, only: Collection[int] | None = None) -> Iterator[Frame]:
         """Decode the frames in order, or only those with the indices `only`, stopping after the
-        last of them: a video's other frames are decoded (the next ones depend on them) but not
-        turned into images, which for 4K HDR is two thirds of a frame's cost. Raises InputError
-        if the file breaks off."""
+        last of them. A video's other frames are decoded (the next ones depend on them) but not
+        turned into images, which for 4K HDR is two thirds of a frame's cost; in an MP4 or MOV,
+        a long stretch of them is jumped over (`SEEK_AFTER_FRAMES`). Raises InputError if the
+        file breaks off."""
         only = frozenset(int(i) for i in only) if only is not None else None
         if self.kind == "video":
             yield from _video_frames(self.path, only)
