@@ -7,7 +7,8 @@ conversions between sRGB and BT.2100 do (ITU-R BT.2408's levels), run backwards:
 
 1. the signal's linear light, relative to HDR reference white, which comes out at 1.0:
    - HLG: the inverse OETF (BT.2100), scene light, divided by 0.26496 (75% HLG, reference
-     white); BT.2408's sRGB-to-HLG mapping runs at a system gamma of 1, so no OOTF;
+     white); the BBC's sRGB-to-HLG mapping runs at a system gamma of 1 (a 302 cd/m² display),
+     so there is no OOTF;
    - PQ: the EOTF (SMPTE ST 2084), absolute display light, divided by 203 cd/m²;
 2. the BT.2020 primaries' light to BT.709's (sRGB's): a 3x3 matrix, out-of-gamut values clipped;
 3. highlights above reference white (up to 3.8x for HLG, 49x for PQ) rolled off into the range
