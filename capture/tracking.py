@@ -123,7 +123,8 @@ def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | Non
                 faces = [_in_frame(found, square, size)
                          for found in landmarker.detect_all(square.crop(frame.image), frame.time_s)]
             chosen = _followed(faces, last, frame.time_s, face, size)
-            last = (frame.time_s, chosen) if chosen is not None else last
+            # Photos in a folder are not a sequence: each is looked at afresh.
+            last = (frame.time_s, chosen) if chosen is not None and source.kind == "video" else last
             rows.append((frame.time_s, chosen))
             bar.update()
     return rows, size

@@ -202,3 +202,16 @@ def test_folder_of_photos_is_tracked_frame_by_frame(face_model_path, astronaut, 
     assert track.found.tolist() == [True, False, True]
     # A mirrored face turns the other way: its yaw changes sign.
     assert np.sign(track.head_rotation[0, 1]) == -np.sign(track.head_rotation[2, 1])
+
+
+def test_photos_in_a_folder_are_not_a_sequence(face_model_path, tmp_path):
+    """Each photo's face is found wherever it is: no following from one photo to the next."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = cv2.resize(data.astronaut()[20:360, 90:430], (450, 450), interpolation=cv2.INTER_AREA)  # 121 px wide
+    for name, left in (("1.png", 0), ("2.png", 574)):
+        canvas = np.full((450, 1024, 3), 127, np.uint8)
+        canvas[:, left:left + 450] = face
+        cv2.imwrite(str(photos / name), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    track, _ = track_media(open_media(photos), max_gap_s=0, progress=False)
+    assert track.found.all() and track.landmarks_px[1, :468, 0].mean() - track.landmarks_px[0, :468, 0].mean() > 500
