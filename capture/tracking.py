@@ -48,9 +48,10 @@ ZOOM_MIN_TILE_PX = 64
 # Whose face is tracked where a frame shows several: first the largest, or the leftmost or
 # rightmost; then, frame after frame, the one nearest to where that person's face was last seen.
 FACE_CHOICES = ("largest", "left", "right")
-# A face is the followed person's only if its centre is within this many of their face widths of
-# where theirs was last seen, and this many more for every second since: a head moves less than
-# its width from one frame to the next, and one out of view for a while may come back anywhere.
+# Where other faces have been seen, a face is the followed person's only if its centre is within
+# this many of their face widths of where theirs was last seen, and this many more for every second
+# since: a head moves less than its width from one frame to the next, and one out of view for a
+# while may come back anywhere.
 FOLLOW_REACH_WIDTHS = 1.0
 FOLLOW_REACH_WIDTHS_PER_S = 2.0
 FOLLOW_MAX_FACES = 4     # faces MediaPipe looks for in a frame, so that the followed one is among them
@@ -112,6 +113,7 @@ def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | Non
     rows: list[tuple[float, Detection | None]] = []
     size = (0, 0)
     last: tuple[float, Detection] | None = None
+    crowded = False  # whether any frame so far has shown more than one face
     with FaceLandmarker(model_path, video=source.kind == "video", max_faces=FOLLOW_MAX_FACES) as landmarker, \
             tqdm(total=source.num_frames, unit="frame", desc=f"tracking {source.path.name}",
                  disable=not progress, leave=False) as bar:
@@ -122,7 +124,8 @@ def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | Non
             else:
                 faces = [_in_frame(found, square, size)
                          for found in landmarker.detect_all(square.crop(frame.image), frame.time_s)]
-            chosen = _followed(faces, last, frame.time_s, face, size)
+            crowded = crowded or len(faces) > 1
+            chosen = _followed(faces, last, frame.time_s, face, size, crowded)
             # Photos in a folder are not a sequence: each is looked at afresh.
             last = (frame.time_s, chosen) if chosen is not None and source.kind == "video" else last
             rows.append((frame.time_s, chosen))
@@ -131,10 +134,12 @@ def _detect_all(source: MediaSource, model_path: Path, square: FrameWindow | Non
 
 
 def _followed(faces: list[Detection], last: tuple[float, Detection] | None, time_s: float, face: str,
-              size: tuple[int, int]) -> Detection | None:
+              size: tuple[int, int], crowded: bool) -> Detection | None:
     """The followed person's face among a frame's `faces` at `time_s`: the one whose centre is
-    nearest (in pixels of a W x H frame) to theirs when last seen (`last`: time, detection), if
-    within reach (`FOLLOW_REACH_*`); before they are first seen, the one `face` picks."""
+    nearest (in pixels of a W x H frame) to theirs when last seen (`last`: time, detection), and,
+    in a video that has shown more than one face (`crowded`), only if within reach
+    (`FOLLOW_REACH_*`: a lone face may have jumped with a cut); before they are first seen, the
+    one `face` picks."""
     if not faces:
         return None
     if last is None:
@@ -145,7 +150,7 @@ def _followed(faces: list[Detection], last: tuple[float, Detection] | None, time
     distances = [float(np.linalg.norm(f.landmarks_norm[:, :2].mean(0) * scale - target)) for f in faces]
     reach = face_width(seen) * size[0] * (FOLLOW_REACH_WIDTHS + FOLLOW_REACH_WIDTHS_PER_S * (time_s - seen_s))
     nearest = int(np.argmin(distances))
-    return faces[nearest] if distances[nearest] <= reach else None
+    return faces[nearest] if distances[nearest] <= reach or not crowded else None
 
 
 def _picked(faces: list, face: str, places: list[tuple[float, float]]):

@@ -152,6 +152,18 @@ def test_the_followed_person_out_of_view_is_not_swapped_for_the_other(face_model
     assert (track.landmarks_px[track.found, :468, 0].mean(1) > 256).all()
 
 
+def test_one_person_who_jumps_with_a_cut_is_still_followed(face_model_path, astronaut, tmp_path):
+    """A vlog's jump cut: the only face in view moves three face widths between two frames."""
+    with VideoWriter(tmp_path / "cut.mp4", fps=10, crf=12) as video:
+        for i in range(40):
+            canvas = np.full((256, 512, 3), 127, np.uint8)
+            left = 0 if i < 20 else 256
+            canvas[:, left:left + 256] = astronaut
+            video.write(canvas)
+    track, _ = track_media(open_media(tmp_path / "cut.mp4"), progress=False)
+    assert track.found.all()
+
+
 @pytest.mark.parametrize("face", ["left", "right"])
 def test_two_small_faces_in_a_wide_frame_the_chosen_one_is_zoomed_on(face_model_path, tmp_path, face):
     from avatar.sample import sample_photo
