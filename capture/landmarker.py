@@ -66,7 +66,7 @@ class FaceLandmarker(MediaPipeTask):
         return max(faces, key=face_width) if faces else None
 
     def detect_all(self, image: np.ndarray, time_s: float = 0.0) -> list[Detection]:
-        """Every face found in `image` (up to `max_faces`), as `detect` finds the largest."""
+        """Every face found in `image` (up to `max_faces`), each a `Detection` as `detect` returns."""
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
         with self._quiet_first_call():
             if self._video:
