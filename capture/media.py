@@ -159,13 +159,21 @@ def _packet_timing(path: Path) -> tuple[int, float]:
     times, read without decoding (30 fps when they do not say)."""
     with _open_container(path) as container:
         stream = container.streams.video[0]
-        try:
-            times = [float(packet.pts * packet.time_base) for packet in container.demux(stream)
-                     if packet.size and packet.pts is not None]
-        except av.error.FFmpegError:
-            times = []  # decoding the frames says what is damaged
+        times = [float(pts * stream.time_base) for pts in _packet_stamps(container, stream) or []]
     span_s = max(times) - min(times) if len(times) > 1 else 0.0
     return max(1, len(times)), round((len(times) - 1) / span_s, 3) if span_s > 0 else 30.0
+
+
+def _packet_stamps(container: av.container.InputContainer, stream: av.video.stream.VideoStream
+                   ) -> list[int] | None:
+    """The presentation stamps (in the stream's time base), in order, of the packets of `stream`
+    that hold a frame to show, read without decoding; None if the file is damaged (decoding the
+    frames says where)."""
+    try:
+        return sorted(packet.pts for packet in container.demux(stream)
+                      if packet.size and packet.pts is not None and not packet.is_discard)
+    except av.error.FFmpegError:
+        return None
 
 
 def _pixel_aspect(stream: av.video.stream.VideoStream) -> float:
@@ -219,19 +227,23 @@ def _progressive(container: av.container.InputContainer, stream: av.video.stream
             chain[1].link_to(chain[2])
             graph.configure()
         graph.push(frame)
-        yield from _pulled(graph)
+        yield from _pulled(graph, stream)
     if graph is not None:
         graph.push(None)
-        yield from _pulled(graph)
+        yield from _pulled(graph, stream)
 
 
-def _pulled(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
-    """The frames a filter graph has ready."""
+def _pulled(graph: av.filter.Graph, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """The frames a filter graph has ready, stamped in `stream`'s time base again (bwdif doubles
+    its clock's rate)."""
     while True:
         try:
-            yield graph.pull()
+            frame = graph.pull()
         except (av.error.BlockingIOError, av.error.EOFError):
             return
+        if frame.time is not None:
+            frame.pts, frame.time_base = round(frame.time / stream.time_base), stream.time_base
+        yield frame
 
 
 def _frame_stamps(path: Path) -> list[int] | None:
@@ -242,12 +254,7 @@ def _frame_stamps(path: Path) -> list[int] | None:
         if not {"mov", "mp4"} & set(container.format.name.split(",")):
             return None
         stream = container.streams.video[0]
-        try:
-            stamps = sorted(packet.pts for packet in container.demux(stream)
-                            if packet.size and packet.pts is not None and not packet.is_discard)
-        except av.error.FFmpegError:
-            return None
-        declared = stream.frames
+        stamps, declared = _packet_stamps(container, stream), stream.frames
     return stamps if stamps and len(stamps) == declared and len(set(stamps)) == len(stamps) else None
 
 
@@ -264,7 +271,7 @@ def _seeked_frames(path: Path, stamps: list[int], only: frozenset[int]) -> Itera
         try:
             decoded = _progressive(container, stream)
             first = next(decoded)
-            if _stamp(first, stream) != stamps[0]:
+            if first.pts != stamps[0]:
                 return
             size, start, at = _shown_size(first, aspect), float(first.time), 0
             for target in sorted(only):
@@ -276,19 +283,13 @@ def _seeked_frames(path: Path, stamps: list[int], only: frozenset[int]) -> Itera
                 frame = first if target == 0 else None
                 while frame is None:
                     frame = next(decoded)
-                    at = index_of.get(_stamp(frame, stream), -1)
+                    at = index_of.get(frame.pts, -1)
                     if at < 0 or at > target:
                         return
                     frame = frame if at == target else None
                 yield Frame(target, float(frame.time) - start, _image(frame, aspect, size))
         except (av.error.FFmpegError, StopIteration):
             return
-
-
-def _stamp(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int | None:
-    """A decoded frame's presentation stamp in its stream's time base (bwdif doubles the rate of
-    the stamps it passes on)."""
-    return round(frame.time / stream.time_base) if frame.time is not None else None
 
 
 def _shown_size(frame: av.VideoFrame, aspect: float) -> tuple[int, int]:
