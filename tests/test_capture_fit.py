@@ -145,12 +145,31 @@ def test_scaffold_adds_a_skull_behind_the_face_and_a_mouth_that_opens(mesh):
     assert scaffold.triangles.max() < len(scaffold.vertices_cm)
     np.testing.assert_array_equal(scaffold.vertices_cm[:468], mesh.vertices_cm)
     skull = np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.SKULL])
-    assert not scaffold.vertex_deltas_cm[:, skull].any()          # rigid with the head
     mouth = np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.MOUTH])
     mouth = mouth[mouth >= 468]
     jaw = scaffold.vertex_deltas_cm[index_of("jawOpen"), mouth]
     assert (np.linalg.norm(jaw, axis=1) > 0).mean() > 0.5          # the cavity follows the jaw
     assert scaffold.vertices_cm[skull, 2].min() < mesh.vertices_cm[:, 2].min() - 5  # the back of the head
+
+
+def test_the_skull_follows_the_forehead_near_it_and_is_rigid_elsewhere(mesh):
+    """Raised brows lift the hairline: the shell next to the face's upper rim moves as the rim does."""
+    basis = generic_expression_basis(mesh)
+    brows = index_of("browInnerUp")
+    oval = np.asarray(LANDMARK_GROUPS["face_oval"])
+    forehead = oval[np.argsort(mesh.vertices_cm[oval, 1])[-7:]]
+    basis[brows] = 0
+    basis[brows, forehead] = [0.0, 0.5, 0.0]       # the forehead's top lifted 5 mm
+    scaffold = build_scaffold(mesh.vertices_cm, basis, mesh.triangles)
+    skull = np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.SKULL])
+    lift = scaffold.vertex_deltas_cm[brows, skull]
+    top = forehead[-1]
+    distance = np.linalg.norm(scaffold.vertices_cm[skull] - mesh.vertices_cm[top], axis=1)
+    nearest = np.argmin(distance)
+    assert 0.25 < lift[nearest, 1] <= 0.5 and np.allclose(lift[nearest, [0, 2]], 0)
+    away = np.linalg.norm(scaffold.vertices_cm[skull, None] - mesh.vertices_cm[forehead], axis=2).min(1)
+    assert np.abs(lift[away > 0.3 * np.ptp(mesh.vertices_cm[:, 1])]).max() < 0.005  # the back of the head stays
+    assert not scaffold.vertex_deltas_cm[index_of("jawOpen"), skull].any()      # the hair beside the jaw too
 
 
 def test_skull_reaches_the_head_masks_width_beside_the_jaw(mesh):
