@@ -27,7 +27,8 @@ class CaptureOptions:
     whole capture, held-out scoring included, ends within `minutes` (`capture.pipeline.fit_time_limit`;
     `fit_minutes` None lifts both limits). `refine_poses` refines the training frames'
     tracked pose photometrically while fitting (`capture.corrections`); `track_steps` are the
-    photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`).
+    photometric tracking steps per held-out frame when scoring them (`capture.frame_refinement`),
+    and up to `max_track_steps` when few frames are scored (`capture.pipeline.tracking_steps`).
     `device` is where the Gaussians are fitted (`render.cuda.fitting_device`: "auto" takes a CUDA
     GPU with gsplat when there is one); tracking, masks and scoring run on the CPU. `face` picks
     the person to capture where the video shows several (`capture.tracking.FACE_CHOICES`); None
@@ -43,6 +44,7 @@ class CaptureOptions:
     minutes: float | None = 14.5
     refine_poses: bool = True
     track_steps: int = REFINE_STEPS
+    max_track_steps: int = 2 * REFINE_STEPS
     device: str = "auto"
     face: str | None = None
 
@@ -50,7 +52,7 @@ class CaptureOptions:
     def quick(cls) -> "CaptureOptions":
         """A fast, low-resolution fit (~2-3 min)."""
         return cls(iterations=2500, train_size_px=256, num_gaussians=12_000, max_gaussians=16_000, fit_minutes=1.2,
-                   minutes=2.8, track_steps=3)
+                   minutes=2.8, track_steps=3, max_track_steps=3)
 
 
 

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
-    from capture.pipeline import prepare as prepare_capture
+    from capture.pipeline import prepare as prepare_capture, tracking_steps
     from capture.reenactment import evaluate_reenactment
     from capture.report import write_sheet
 
@@ -215,7 +215,7 @@ def score(args: argparse.Namespace) -> None:
         info = prepare_capture(args.dir / f"{stem}.mp4", progress=False)
         head = _load_head(head_file)
         r = evaluate_reenactment(head, info.source, info.track, info.face, info.holdout, info.train,
-                                 refine_steps=_options(preset).track_steps)
+                                 refine_steps=tracking_steps(_options(preset), len(info.holdout)))
         if args.sheets:
             write_sheet(args.sheets / f"{head_file.stem}_holdout.png", r)
         print(json.dumps({"video": stem, "preset": preset, **r.summary(), "gaussians": len(head)}), flush=True)

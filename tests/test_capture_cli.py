@@ -54,6 +54,7 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, video, 
     info = avatar.metadata["capture"]
     assert info["iterations_done"] == 40 and len(info["holdout_frames"]) == 8 and len(info["train_frames"]) == 32
     assert info["holdout_frames"][0] > max(info["train_frames"])
+    assert info["options"]["track_steps"] == 32  # eight held-out frames: each tracked longer, as recorded
     report = captured.with_name("astronaut.report")
     metrics = json.loads((report / "metrics.json").read_text())
     assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames", "landmark_psnr"} <= set(metrics)

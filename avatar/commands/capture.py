@@ -60,8 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("avatar", type=Path, help=".avatar bundle made by avatar capture")
     e.add_argument("video", type=Path, help="video of the same person")
     e.add_argument("--track-steps", type=int,
-                   help="photometric tracking steps per held-out frame (default: the capture's, 16 or --quick 3; "
-                        "0: the landmark pose and MediaPipe's weights as they are)")
+                   help="photometric tracking steps per held-out frame (default: the capture's: 16, "
+                        "up to 32 where it scored under 80 frames, --quick 3; 0: the landmark pose and "
+                        "MediaPipe's weights as they are)")
     e.add_argument("--side-by-side", type=Path, metavar="OUT.mp4",
                    help="also write the held-out frames, truth | render side by side, playing in real time")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
