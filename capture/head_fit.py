@@ -125,8 +125,9 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("triangles", torch.from_numpy(head.triangles.astype(np.int64)))
         self.register_buffer("triangle_ids", torch.from_numpy(head.triangle_ids.astype(np.int64)))
         # Colour offsets are learnt only where the mesh moves with the weights (the face, the
-        # mouth, the lower teeth): the skull and hair keep their colour, and 40% of the 52 x N x 3
-        # values, their gradients and their Adam state are spared.
+        # mouth, the lower teeth, the skull next to the forehead): the rest of the skull and hair
+        # keeps its colour, and a quarter of the 52 x N x 3 values, their gradients and their Adam
+        # state are spared (74% of a captured head's Gaussians move: d9, vrt_face5 with --quick).
         moving = head.vertex_deltas_cm.any(axis=(0, 2))[head.triangles].any(axis=1)
         self.register_buffer("moving_triangles", torch.from_numpy(moving))
         tinted = moving[head.triangle_ids] | head.color_deltas.any(axis=(0, 2))

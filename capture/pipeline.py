@@ -205,7 +205,8 @@ def fit_time_limit(options: CaptureOptions, spent_s: float, holdout_frames: int)
     cap_s = options.fit_minutes * 60
     if not options.minutes or options.device != "cpu":
         return cap_s  # a GPU's step says nothing of scoring's pace on the CPU
-    scoring_steps = holdout_frames * (options.track_steps + SCORING_EXTRA_STEPS) * EVAL_SIZE_PX / options.train_size_px
+    scoring_steps = (holdout_frames * (tracking_steps(options, holdout_frames) + SCORING_EXTRA_STEPS)
+                     * EVAL_SIZE_PX / options.train_size_px)
     left_s = options.minutes * 60 - spent_s - FINISHING_S
 
     def limit(step_s: float) -> float:
@@ -216,8 +217,9 @@ def fit_time_limit(options: CaptureOptions, spent_s: float, holdout_frames: int)
 def tracking_steps(options: CaptureOptions, frames: int) -> int:
     """Photometric tracking steps for each of `frames` scored held-out frames: `options.track_steps`,
     or more where fewer than `SCORING_FRAMES` are scored, up to `options.max_track_steps`."""
-    share = SCORING_FRAMES * options.track_steps // max(frames, 1)
-    return max(options.track_steps, min(options.max_track_steps, share))
+    if frames <= 0:
+        return options.track_steps
+    return max(options.track_steps, min(options.max_track_steps, SCORING_FRAMES * options.track_steps // frames))
 
 
 def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(), *,
@@ -232,7 +234,6 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     began = clock = time.perf_counter()
     info = prepare(path, options.holdout, progress, options.face)
     scored = evenly_spaced(info.holdout, MAX_SCORED_FRAMES)
-    options = replace(options, track_steps=tracking_steps(options, len(scored)))
     timings["track_and_face_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     frames = training_frames(info, options.train_size_px, progress)
@@ -290,7 +291,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
         with VideoWriter(holdout_video, playback_fps(scored, info.source.fps)) if holdout_video else nullcontext() \
                 as video:
             reenactment = evaluate_reenactment(head, info.source, info.track, info.face, scored, info.train,
-                                               refine_steps=options.track_steps, window=info.window,
+                                               refine_steps=tracking_steps(options, len(scored)), window=info.window,
                                                progress=progress, video=video)
     timings["evaluate_s"] = time.perf_counter() - clock
     return CaptureResult(head, info, fit_log, reenactment, options, mask_examples, timings)

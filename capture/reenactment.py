@@ -39,7 +39,8 @@ class Reenactment:
     `landmark_psnr` and `landmark_ssim` score the renders at the landmark-tracked pose and
     MediaPipe's weights, before photometric tracking. `uncovered` is the mean share of the
     scored pixels that the (tracked) render leaves under `COVERED_ALPHA`: parts of the head the
-    avatar does not draw, which cost far more than their share of the pixels.
+    avatar does not draw, which cost far more than their share of the pixels. `track_steps` are
+    the photometric tracking steps each frame had.
     """
 
     psnr: float
@@ -50,6 +51,7 @@ class Reenactment:
     landmark_psnr: float = float("nan")
     landmark_ssim: float = float("nan")
     uncovered: float = float("nan")
+    track_steps: int = 0
     per_frame: list[dict] = field(default_factory=list)
     examples: list[np.ndarray] = field(default_factory=list)
     example_rows: list[int] = field(default_factory=list)
@@ -133,7 +135,8 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
                         .round().astype(np.uint8))
     keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim", "uncovered")
     mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
-    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst, **mean)
+    return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst,
+                       track_steps=refine_steps, **mean)
 
 
 def playback_fps(frames: np.ndarray, fps: float) -> float:

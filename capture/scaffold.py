@@ -2,8 +2,8 @@
 
 - **Skull and hair**: an ellipsoid shell around the head, sized from the face, keeping the
   triangles behind the face's rim or above the forehead. Rigid with the head, except next to
-  the forehead: there it moves as the face's upper rim does, so raised brows lift the hairline
-  and the shell does not shear against the face's edge.
+  the upper half of the face's rim (forehead and temples): there it moves as the rim does, so
+  raised brows lift the hairline and the shell does not shear against the face's edge.
 - **Mouth interior**: a cavity behind the inner lip ring, a ring pushed back and a deep centre,
   whose vertices follow the lip vertices they came from, so it opens with jawOpen.
 - **Teeth**: two curved strips just behind the lips, as GaussianAvatars adds to FLAME. The
@@ -36,10 +36,14 @@ TEETH_BEHIND_LIPS_CM = 0.35
 TEETH_WIDTH = 0.85           # the teeth's arc, relative to the inner lips' corners
 JAW_WEIGHTS = tuple(index_of(name) for name in ("jawOpen", "jawForward", "jawLeft", "jawRight"))
 CHIN = 152                   # the face mesh's chin vertex: the jaw's motion
-# How far the skull follows the face's upper rim: a Gaussian of distance of this width (times
-# H), stopped where it falls under 5%. In `--quick` A/B fits it gained 0.3 dB on average, most
-# on the LivePortrait clips, whose generator lifts the hairline with the brows.
+# How far the skull follows the upper half of the face's rim (forehead and temples): a Gaussian
+# of distance of this width (times H). In `--quick` A/B fits it gained 0.27 dB on average over
+# the eight test clips (vrt_face5 +0.64, AOC +0.41, d3 +0.40, d9 +0.34; d10 -0.03): the fringe
+# moves with raised brows. Twice the width gained nothing.
 FOREHEAD_REACH = 0.1
+# Below this share of the nearest rim vertex's motion a skull vertex stays rigid (its offsets
+# exactly zero): the skull's far side then learns no offsets, and costs none when blending.
+FOLLOW_CUTOFF = 0.05
 
 
 @dataclass
@@ -113,12 +117,13 @@ def build_scaffold(vertices_cm: np.ndarray, vertex_deltas_cm: np.ndarray, triang
 def _following_rim(skull_cm: np.ndarray, vertices_cm: np.ndarray, vertex_deltas_cm: np.ndarray, above_cm: float,
                    reach_cm: float) -> np.ndarray:
     """[52, S, 3] deltas for skull vertices [S, 3]: a blend of the deltas of the face rim's vertices above
-    `above_cm`, weighted by a Gaussian of distance (width `reach_cm`) and faded by the nearest one's weight."""
+    `above_cm`, weighted by a Gaussian of distance (width `reach_cm`) and faded by the nearest one's
+    weight, zero where that is under `FOLLOW_CUTOFF`."""
     oval = np.asarray(LANDMARK_GROUPS["face_oval"])
     rim = oval[vertices_cm[oval, 1] > above_cm]
     weights = np.exp(-((skull_cm[:, None] - vertices_cm[rim][None]) ** 2).sum(-1) / (2 * reach_cm**2))  # [S, R]
     fade = weights.max(1, keepdims=True)
-    share = weights / np.maximum(weights.sum(1, keepdims=True), 1e-30) * np.where(fade > 0.05, fade, 0.0)
+    share = weights / np.maximum(weights.sum(1, keepdims=True), 1e-30) * np.where(fade > FOLLOW_CUTOFF, fade, 0.0)
     return np.einsum("sr,krc->ksc", share, vertex_deltas_cm[:, rim])
 
 

@@ -161,7 +161,7 @@ class GaussianHead:
             self._cache["local_rotations"] = quaternions_to_matrices(self.local_quaternions)
             self._cache["opacities"] = (1 / (1 + np.exp(-self.opacity_logits))).astype(np.float32)
             self._cache["local_scales"] = np.exp(self.log_scales).astype(np.float32)
-            # Gaussians without offsets (hair, skull) are skipped when blending.
+            # Gaussians without offsets (most of the hair and skull) are skipped when blending.
             for key, deltas in (("vertices", self.vertex_deltas_cm), ("moving", self.position_deltas_cm),
                                 ("tinted", self.color_deltas)):
                 rows = np.flatnonzero(np.any(deltas != 0, axis=(0, 2))).astype(np.int32)

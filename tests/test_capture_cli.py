@@ -54,11 +54,11 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, video, 
     info = avatar.metadata["capture"]
     assert info["iterations_done"] == 40 and len(info["holdout_frames"]) == 8 and len(info["train_frames"]) == 32
     assert info["holdout_frames"][0] > max(info["train_frames"])
-    assert info["options"]["track_steps"] == 32  # eight held-out frames: each tracked longer, as recorded
+    assert info["options"]["track_steps"] == 16  # the base, recorded; eight held-out frames each got more
     report = captured.with_name("astronaut.report")
     metrics = json.loads((report / "metrics.json").read_text())
     assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "frames", "landmark_psnr"} <= set(metrics)
-    assert metrics["frames"] == 8
+    assert metrics["frames"] == 8 and metrics["track_steps"] == 32
     # The astronaut sways but never opens her mouth or blinks: the capture says so, and what to record.
     assert [w.split(" (")[0] for w in metrics["warnings"]] == [
         "the training frames of astronaut.mp4 never show an open mouth",
@@ -121,6 +121,9 @@ def test_eval_prints_the_scores_as_its_last_line(captured, video, capsys):
     untracked = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert untracked["psnr"] <= last["psnr"] + 0.05
     assert untracked["baseline_psnr"] == pytest.approx(last["baseline_psnr"], abs=0.05)  # the baseline is untouched
+    # By default the eight frames get the steps the capture gave them: 32, not the recorded base of 16.
+    assert main(["eval", str(captured), str(video), "-q", "--track-steps", "32"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == last
     assert main(["eval", str(captured), str(video), "--track-steps", "-1"]) == 1
     assert "--track-steps must be 0 or more" in capsys.readouterr().err
 

@@ -158,8 +158,10 @@ def test_the_skull_follows_the_forehead_near_it_and_is_rigid_elsewhere(mesh):
     brows = index_of("browInnerUp")
     oval = np.asarray(LANDMARK_GROUPS["face_oval"])
     forehead = oval[np.argsort(mesh.vertices_cm[oval, 1])[-7:]]
+    jaw_line = oval[mesh.vertices_cm[oval, 1] < mesh.vertices_cm[:, 1].mean() - 2]
     basis[brows] = 0
     basis[brows, forehead] = [0.0, 0.5, 0.0]       # the forehead's top lifted 5 mm
+    basis[index_of("jawOpen"), jaw_line] = [0.0, -1.0, 0.3]
     scaffold = build_scaffold(mesh.vertices_cm, basis, mesh.triangles)
     skull = np.unique(scaffold.triangles[scaffold.region == ScaffoldMesh.SKULL])
     lift = scaffold.vertex_deltas_cm[brows, skull]
@@ -170,6 +172,7 @@ def test_the_skull_follows_the_forehead_near_it_and_is_rigid_elsewhere(mesh):
     away = np.linalg.norm(scaffold.vertices_cm[skull, None] - mesh.vertices_cm[forehead], axis=2).min(1)
     assert np.abs(lift[away > 0.3 * np.ptp(mesh.vertices_cm[:, 1])]).max() < 0.005  # the back of the head stays
     assert not scaffold.vertex_deltas_cm[index_of("jawOpen"), skull].any()      # the hair beside the jaw too
+    np.testing.assert_array_equal(scaffold.vertex_deltas_cm[:, :468], basis)    # the face as it was
 
 
 def test_skull_reaches_the_head_masks_width_beside_the_jaw(mesh):
@@ -284,7 +287,7 @@ def test_a_short_clips_few_held_out_frames_are_tracked_longer():
     assert tracking_steps(options, SCORING_FRAMES) == options.track_steps == 16
     assert tracking_steps(options, 117) == 16 and tracking_steps(options, 71) == 18
     assert tracking_steps(options, 40) == tracking_steps(options, 1) == options.max_track_steps == 32
-    assert tracking_steps(CaptureOptions.quick(), 8) == 3
+    assert tracking_steps(CaptureOptions.quick(), 8) == 3 and tracking_steps(options, 0) == 16
 
 
 def test_densify_and_prune_keep_every_array_consistent():

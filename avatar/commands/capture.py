@@ -138,7 +138,7 @@ def _capture_with_report(args: argparse.Namespace, options: CaptureOptions, repo
     scores = result.reenactment
     metrics = {**(scores.summary() if scores else {}),
                **({"landmark_psnr": round(scores.landmark_psnr, 3), "landmark_ssim": round(scores.landmark_ssim, 4),
-                   "uncovered": round(scores.uncovered, 5)} if scores else {}),
+                   "uncovered": round(scores.uncovered, 5), "track_steps": scores.track_steps} if scores else {}),
                "gaussians": len(result.head),
                "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
                "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train),
@@ -209,7 +209,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from avatar import BundleError, InputError, check_writable
     from avatar.model import Avatar
     from capture.frame_refinement import REFINE_STEPS
-    from capture.pipeline import retrack
+    from capture.pipeline import CaptureOptions, retrack, tracking_steps
     from capture.reenactment import evaluate_reenactment, playback_fps
     from render import VideoWriter
 
@@ -224,8 +224,13 @@ def run_eval(args: argparse.Namespace) -> int:
     info, same = retrack(args.video, avatar.head, record, progress=not args.quiet)
     if len(info.holdout) == 0:
         raise BundleError(f"no held-out frame with a face in {args.video}")
-    steps = args.track_steps if args.track_steps is not None else \
-        int(record.get("options", {}).get("track_steps", REFINE_STEPS))
+    if args.track_steps is not None:
+        steps = args.track_steps
+    else:  # as the capture chose them for as many frames (bundles from before `max_track_steps`: as recorded)
+        recorded = record.get("options", {})
+        base = int(recorded.get("track_steps", REFINE_STEPS))
+        chosen = CaptureOptions(track_steps=base, max_track_steps=int(recorded.get("max_track_steps", base)))
+        steps = tracking_steps(chosen, len(info.holdout))
     with VideoWriter(args.side_by_side, playback_fps(info.holdout, info.source.fps)) if args.side_by_side \
             else nullcontext() as video:
         result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
