@@ -11,6 +11,9 @@
   weights (jawOpen, jawForward, jawLeft, jawRight) and not with the lips, so the teeth stay
   where they are while the lips pucker, stretch or smile around them.
 The shell, cavity and teeth vertices are appended after the face mesh's, so the face keeps its ids.
+The face mesh's own triangles across the closed eyes and mouth stay, and carry the eyes and the lips'
+inside: eyeballs turned by the eyeLook* weights, and leaving those triangles out so the cavity shows,
+lost on average in A/B fits (the README's "tried" table).
 """
 
 from __future__ import annotations
