@@ -205,8 +205,8 @@ def fit_time_limit(options: CaptureOptions, spent_s: float, holdout_frames: int)
     cap_s = options.fit_minutes * 60
     if not options.minutes or options.device != "cpu":
         return cap_s  # a GPU's step says nothing of scoring's pace on the CPU
-    scoring_steps = (holdout_frames * (tracking_steps(options, holdout_frames) + SCORING_EXTRA_STEPS)
-                     * EVAL_SIZE_PX / options.train_size_px)
+    steps = tracking_steps(holdout_frames, options.track_steps, options.max_track_steps)
+    scoring_steps = holdout_frames * (steps + SCORING_EXTRA_STEPS) * EVAL_SIZE_PX / options.train_size_px
     left_s = options.minutes * 60 - spent_s - FINISHING_S
 
     def limit(step_s: float) -> float:
@@ -214,12 +214,13 @@ def fit_time_limit(options: CaptureOptions, spent_s: float, holdout_frames: int)
     return limit
 
 
-def tracking_steps(options: CaptureOptions, frames: int) -> int:
-    """Photometric tracking steps for each of `frames` scored held-out frames: `options.track_steps`,
-    or more where fewer than `SCORING_FRAMES` are scored, up to `options.max_track_steps`."""
+def tracking_steps(frames: int, base: int, most: int) -> int:
+    """Photometric tracking steps for each of `frames` scored held-out frames: `base` (a capture's
+    `track_steps`), or the steps of `SCORING_FRAMES` frames at `base` shared out where fewer are
+    scored, up to `most` (its `max_track_steps`)."""
     if frames <= 0:
-        return options.track_steps
-    return max(options.track_steps, min(options.max_track_steps, SCORING_FRAMES * options.track_steps // frames))
+        return base
+    return max(base, min(most, SCORING_FRAMES * base // frames))
 
 
 def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(), *,
@@ -288,11 +289,12 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     head = model.to_head()
     reenactment = None
     if len(scored):
+        steps = tracking_steps(len(scored), options.track_steps, options.max_track_steps)
         with VideoWriter(holdout_video, playback_fps(scored, info.source.fps)) if holdout_video else nullcontext() \
                 as video:
             reenactment = evaluate_reenactment(head, info.source, info.track, info.face, scored, info.train,
-                                               refine_steps=tracking_steps(options, len(scored)), window=info.window,
-                                               progress=progress, video=video)
+                                               refine_steps=steps, window=info.window, progress=progress,
+                                               video=video)
     timings["evaluate_s"] = time.perf_counter() - clock
     return CaptureResult(head, info, fit_log, reenactment, options, mask_examples, timings)
 

@@ -213,9 +213,10 @@ def score(args: argparse.Namespace) -> None:
     for head_file in sorted(args.out.glob("*-*.npz")):
         stem, preset = head_file.stem.rsplit("-", 1)
         info = prepare_capture(args.dir / f"{stem}.mp4", progress=False)
-        head = _load_head(head_file)
+        head, options = _load_head(head_file), _options(preset)
+        steps = tracking_steps(len(info.holdout), options.track_steps, options.max_track_steps)
         r = evaluate_reenactment(head, info.source, info.track, info.face, info.holdout, info.train,
-                                 refine_steps=tracking_steps(_options(preset), len(info.holdout)))
+                                 refine_steps=steps)
         if args.sheets:
             write_sheet(args.sheets / f"{head_file.stem}_holdout.png", r)
         print(json.dumps({"video": stem, "preset": preset, **r.summary(), "gaussians": len(head)}), flush=True)

@@ -283,11 +283,14 @@ def test_the_fit_leaves_time_to_score_the_held_out_frames_within_the_budget():
 def test_a_short_clips_few_held_out_frames_are_tracked_longer():
     from capture.pipeline import SCORING_FRAMES, CaptureOptions, tracking_steps
 
+    def steps_of(options: CaptureOptions, frames: int) -> int:
+        return tracking_steps(frames, options.track_steps, options.max_track_steps)
+
     options = CaptureOptions()
-    assert tracking_steps(options, SCORING_FRAMES) == options.track_steps == 16
-    assert tracking_steps(options, 117) == 16 and tracking_steps(options, 71) == 18
-    assert tracking_steps(options, 40) == tracking_steps(options, 1) == options.max_track_steps == 32
-    assert tracking_steps(CaptureOptions.quick(), 8) == 3 and tracking_steps(options, 0) == 16
+    assert steps_of(options, SCORING_FRAMES) == options.track_steps == 16
+    assert steps_of(options, 117) == 16 and steps_of(options, 71) == 18
+    assert steps_of(options, 40) == steps_of(options, 1) == options.max_track_steps == 32
+    assert steps_of(CaptureOptions.quick(), 8) == 3 and steps_of(options, 0) == 16
 
 
 def test_densify_and_prune_keep_every_array_consistent():

@@ -209,7 +209,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from avatar import BundleError, InputError, check_writable
     from avatar.model import Avatar
     from capture.frame_refinement import REFINE_STEPS
-    from capture.pipeline import CaptureOptions, retrack, tracking_steps
+    from capture.pipeline import retrack, tracking_steps
     from capture.reenactment import evaluate_reenactment, playback_fps
     from render import VideoWriter
 
@@ -229,8 +229,7 @@ def run_eval(args: argparse.Namespace) -> int:
     else:  # as the capture chose them for as many frames (bundles from before `max_track_steps`: as recorded)
         recorded = record.get("options", {})
         base = int(recorded.get("track_steps", REFINE_STEPS))
-        chosen = CaptureOptions(track_steps=base, max_track_steps=int(recorded.get("max_track_steps", base)))
-        steps = tracking_steps(chosen, len(info.holdout))
+        steps = tracking_steps(len(info.holdout), base, int(recorded.get("max_track_steps", base)))
     with VideoWriter(args.side_by_side, playback_fps(info.holdout, info.source.fps)) if args.side_by_side \
             else nullcontext() as video:
         result = evaluate_reenactment(avatar.head, info.source, info.track, info.face, info.holdout, info.train,
