@@ -1,10 +1,11 @@
 """Fitting a GaussianHead to a person's frames: differentiable evaluation in torch, the `cpu`
 backend's backward pass, L1 + D-SSIM inside the head mask, densification and pruning.
 
-The mesh (face + scaffold) and each frame's weights and pose are fixed here (they come from
-`capture.face_fit`); what is learned is per Gaussian: position in its triangle's frame,
+The neutral mesh (face + scaffold) and each frame's weights and pose are fixed here (they come
+from `capture.face_fit`); what is learned is per Gaussian: position in its triangle's frame,
 rotation, scale, colour, opacity, and its 52 ARKit position and colour offsets (3D Gaussian
-Blendshapes).
+Blendshapes); and per vertex, a smooth correction to the mesh's 52 ARKit offsets, which the
+landmarks fitted only where MediaPipe puts them.
 Every step renders one random training frame.
 """
 
@@ -41,13 +42,17 @@ NEAR_TRIANGLE_WEIGHT = 0.01  # Gaussians beyond 1.5 triangle scales from their t
 # L2 pull of blendshape offsets to 0, per step (in Adam, not the loss: 4.7M values). 1e-3 held the
 # offsets back from expressions the held-out frames go further in than the training frames.
 DELTA_DECAY = 1e-4
+# The squared difference of the mesh offsets' corrections across an edge (cm², mean over the
+# edges and weights): a correction moves a patch of the face, not a vertex.
+MESH_SMOOTHNESS = 1.0
 LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
-                  "opacity_logits": 3e-2, "position_deltas_cm": 5e-4, "color_deltas": 2.5e-3}
-# [52, N, 3] and [52, M, 3] (the `tinted` Gaussians'), both pulled to 0 by DELTA_DECAY.
-BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas")
+                  "opacity_logits": 3e-2, "position_deltas_cm": 5e-4, "color_deltas": 2.5e-3,
+                  "vertex_delta_corrections_cm": 1e-3}
+# [52, N, 3] and [52, M, 3] (the `tinted` Gaussians'), and [52, V, 3] per vertex, all pulled to 0 by DELTA_DECAY.
+BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas", "vertex_delta_corrections_cm")
 # Positions and their blendshape offsets anneal exponentially to this fraction of their
 # rate over the run (3DGS anneals positions 100x): late steps refine instead of jittering.
-ANNEALED = ("local_positions", "position_deltas_cm")
+ANNEALED = ("local_positions", "position_deltas_cm", "vertex_delta_corrections_cm")
 ANNEAL_TO = 0.05
 REGION_SHARE = {ScaffoldMesh.FACE: 0.55, ScaffoldMesh.SKULL: 0.40, ScaffoldMesh.MOUTH: 0.05}
 THICKNESS = {ScaffoldMesh.FACE: 0.15, ScaffoldMesh.SKULL: 0.5, ScaffoldMesh.MOUTH: 0.3}
@@ -113,10 +118,13 @@ def _triangle_frames(vertices: torch.Tensor, triangles: torch.Tensor):
 class HeadModel(torch.nn.Module):
     """A GaussianHead whose per-Gaussian arrays are torch parameters (float32).
 
-    `color_deltas` is [52, M, 3]: the colour offsets of the M Gaussians listed in `tinted`."""
+    `color_deltas` is [52, M, 3]: the colour offsets of the M Gaussians listed in `tinted`.
+    `vertex_delta_corrections_cm` is [52, V, 3], added to the mesh's offsets where they are not
+    all zero (a vertex no weight moves stays rigid); `to_head` adds them in."""
 
     PARAMETERS = ("local_positions", "local_quaternions", "log_scales", "colors", "opacity_logits",
                   "position_deltas_cm", "color_deltas")
+    MESH_PARAMETERS = ("vertex_delta_corrections_cm",)
 
     def __init__(self, head: GaussianHead) -> None:
         super().__init__()
@@ -135,6 +143,11 @@ class HeadModel(torch.nn.Module):
         for name in self.PARAMETERS:
             value = getattr(head, name)[:, tinted] if name == "color_deltas" else getattr(head, name)
             setattr(self, name, torch.nn.Parameter(torch.from_numpy(value.copy())))
+        moving_vertices = head.vertex_deltas_cm.any(axis=(0, 2))
+        self.register_buffer("moving_vertices", torch.from_numpy(moving_vertices.astype(np.float32))[:, None])
+        self.vertex_delta_corrections_cm = torch.nn.Parameter(torch.zeros(NUM_WEIGHTS, len(moving_vertices), 3))
+        edges = np.sort(head.triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        self.register_buffer("edges", torch.from_numpy(np.unique(edges, axis=0).astype(np.int64)))
 
     def __len__(self) -> int:
         return len(self.triangle_ids)
@@ -146,12 +159,23 @@ class HeadModel(torch.nn.Module):
         full[:, self.tinted] = deltas
         return full
 
+    def mesh_deltas(self) -> torch.Tensor:
+        """[52, V * 3] the mesh's ARKit offsets with their corrections."""
+        return self.vertex_deltas + (self.vertex_delta_corrections_cm * self.moving_vertices).reshape(NUM_WEIGHTS, -1)
+
+    def mesh_roughness(self) -> torch.Tensor:
+        """The mean over the mesh's edges and the 52 weights of the squared difference (cm²) of
+        the corrections at the edge's two ends."""
+        a, b = self.edges.unbind(1)
+        corrections = self.vertex_delta_corrections_cm
+        return (corrections[:, a] - corrections[:, b]).pow(2).sum(2).mean()
+
     def forward(self, weights: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor):
         """World-space (means, rotations, scales, opacities, colors) for one frame; as `GaussianHead.evaluate`.
 
         Differentiable in the weights, rotation (axis-angle) and translation (cm) too, when they
         track gradients (photometric refinement of a frame)."""
-        vertices = self.vertices + (weights @ self.vertex_deltas).reshape(-1, 3)
+        vertices = self.vertices + (weights @ self.mesh_deltas()).reshape(-1, 3)
         centroids, frames, tri_scales = _triangle_frames(vertices, self.triangles)
         head_r = axis_angle_to_matrix(rotation)
         frames = head_r @ frames[self.triangle_ids]
@@ -172,7 +196,7 @@ class HeadModel(torch.nn.Module):
         arrays["colors"] = np.clip(arrays["colors"], 0, 1)
         arrays["color_deltas"] = self._all_color_deltas().cpu().numpy()
         return GaussianHead(neutral_vertices_cm=self.vertices.cpu().numpy(),
-                            vertex_deltas_cm=self.vertex_deltas.cpu().numpy().reshape(NUM_WEIGHTS, -1, 3),
+                            vertex_deltas_cm=self.mesh_deltas().detach().cpu().numpy().reshape(NUM_WEIGHTS, -1, 3),
                             triangles=self.triangles.cpu().numpy(), triangle_ids=self.triangle_ids.cpu().numpy(),
                             **arrays)
 
@@ -314,7 +338,7 @@ def posed(frames: FitFrames, f: int, corrections: FrameCorrections | None,
 def _optimizer(model: HeadModel) -> torch.optim.Adam:
     return torch.optim.Adam([{"params": [getattr(model, n)], "lr": LEARNING_RATES[n], "name": n,
                               "weight_decay": DELTA_DECAY if n in BLENDSHAPE_PARAMETERS else 0.0}
-                             for n in HeadModel.PARAMETERS], eps=1e-15, fused=True)
+                             for n in HeadModel.PARAMETERS + HeadModel.MESH_PARAMETERS], eps=1e-15, fused=True)
 
 
 def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int = 0, log: FitLog | None = None,
@@ -365,7 +389,8 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
         means.retain_grad()
         image = rasterize(frames.camera, means, rotations, scales, opacities, colors, BACKGROUND)
         loss, mse = frame_loss(image, images[f], masks[f], box[f], counted[f])
-        loss = loss + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean()
+        loss = loss + NEAR_TRIANGLE_WEIGHT * F.relu(model.local_positions.norm(dim=1) - 1.5).pow(2).mean() \
+            + MESH_SMOOTHNESS * model.mesh_roughness()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
