@@ -48,8 +48,9 @@ MESH_SMOOTHNESS = 1.0
 LEARNING_RATES = {"local_positions": 2e-3, "local_quaternions": 1e-3, "log_scales": 5e-3, "colors": 5e-3,
                   "opacity_logits": 3e-2, "position_deltas_cm": 5e-4, "color_deltas": 2.5e-3,
                   "vertex_delta_corrections_cm": 1e-3}
-# [52, N, 3] and [52, M, 3] (the `tinted` Gaussians'), and [52, V, 3] per vertex, all pulled to 0 by DELTA_DECAY.
-BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas", "vertex_delta_corrections_cm")
+# [52, N, 3] and [52, M, 3] (the `tinted` Gaussians'), pulled to 0 by DELTA_DECAY, as is
+# `HeadModel.MESH_PARAMETERS`' [52, V, 3].
+BLENDSHAPE_PARAMETERS = ("position_deltas_cm", "color_deltas")
 # Positions and their blendshape offsets anneal exponentially to this fraction of their
 # rate over the run (3DGS anneals positions 100x): late steps refine instead of jittering.
 ANNEALED = ("local_positions", "position_deltas_cm", "vertex_delta_corrections_cm")
@@ -337,7 +338,7 @@ def posed(frames: FitFrames, f: int, corrections: FrameCorrections | None,
 
 def _optimizer(model: HeadModel) -> torch.optim.Adam:
     return torch.optim.Adam([{"params": [getattr(model, n)], "lr": LEARNING_RATES[n], "name": n,
-                              "weight_decay": DELTA_DECAY if n in BLENDSHAPE_PARAMETERS else 0.0}
+                              "weight_decay": DELTA_DECAY if n in BLENDSHAPE_PARAMETERS + HeadModel.MESH_PARAMETERS else 0.0}
                              for n in HeadModel.PARAMETERS + HeadModel.MESH_PARAMETERS], eps=1e-15, fused=True)
 
 
