@@ -21,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avatar import NUM_WEIGHTS, Camera
+from avatar import NUM_WEIGHTS, Camera, index_of
 from capture.blur import gaussian_blur
 from capture.corrections import FrameCorrections
 from capture.face_fit import axis_angle_to_matrix
+from capture.face_mesh import LANDMARK_GROUPS, NUM_MESH_VERTICES
 from capture.scaffold import ScaffoldMesh
 from render import GaussianHead
 from render.differentiable import rasterizer_for
@@ -57,6 +58,12 @@ ANNEALED = ("local_positions", "position_deltas_cm", "vertex_delta_corrections_c
 ANNEAL_TO = 0.05
 REGION_SHARE = {ScaffoldMesh.FACE: 0.55, ScaffoldMesh.SKULL: 0.40, ScaffoldMesh.MOUTH: 0.05}
 THICKNESS = {ScaffoldMesh.FACE: 0.15, ScaffoldMesh.SKULL: 0.5, ScaffoldMesh.MOUTH: 0.3}
+JAW_OPEN = index_of("jawOpen")
+# Where the training frames never open the mouth, nothing shows the avatar what its open mouth
+# looks like; the guess is a dark one. The cavity starts at this share of the closed lips'
+# colour (`initial_head`), and the lips' inside loses `capture.fitting.MOUTH_SHADE` x jawOpen
+# of its colour (`HeadModel`).
+CAVITY_SHADE = 0.3
 
 TimeLimit = float | Callable[[float], float]
 """How long a fit may run (s): fixed, or a function of the mean seconds per step so far."""
@@ -121,13 +128,19 @@ class HeadModel(torch.nn.Module):
 
     `color_deltas` is [52, M, 3]: the colour offsets of the M Gaussians listed in `tinted`.
     `vertex_delta_corrections_cm` is [52, V, 3], added to the mesh's offsets where they are not
-    all zero (a vertex no weight moves stays rigid); `to_head` adds them in."""
+    all zero (a vertex no weight moves stays rigid); `to_head` adds them in.
+
+    With `mouth_shade` s, the jawOpen colour offsets of the Gaussians `between_lips` are learnt as
+    what they differ by from -s x their colour (`initial_head` starts them there), so that the
+    pull to 0 keeps a mouth the frames never show open dark as it opens. The constructor takes
+    the s x colour out of `head`'s offsets, `forward` and `to_head` put it back: a head goes in
+    and comes out whole, whatever s."""
 
     PARAMETERS = ("local_positions", "local_quaternions", "log_scales", "colors", "opacity_logits",
                   "position_deltas_cm", "color_deltas")
     MESH_PARAMETERS = ("vertex_delta_corrections_cm",)
 
-    def __init__(self, head: GaussianHead) -> None:
+    def __init__(self, head: GaussianHead, mouth_shade: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("vertices", torch.from_numpy(head.neutral_vertices_cm.copy()))
         self.register_buffer("vertex_deltas", torch.from_numpy(head.vertex_deltas_cm.reshape(NUM_WEIGHTS, -1).copy()))
@@ -141,8 +154,15 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("moving_triangles", torch.from_numpy(moving))
         tinted = moving[head.triangle_ids] | head.color_deltas.any(axis=(0, 2))
         self.register_buffer("tinted", torch.from_numpy(np.flatnonzero(tinted)))
+        self.mouth_shade = mouth_shade
+        inside = between_lips(head.triangles, len(head.neutral_vertices_cm)) if mouth_shade else \
+            np.zeros(len(head.triangles), bool)
+        self.register_buffer("lips_inside", torch.from_numpy(inside))
+        shaded = inside[head.triangle_ids]
+        learnt = head.color_deltas.copy()
+        learnt[JAW_OPEN, shaded] += mouth_shade * head.colors[shaded]
         for name in self.PARAMETERS:
-            value = getattr(head, name)[:, tinted] if name == "color_deltas" else getattr(head, name)
+            value = learnt[:, tinted] if name == "color_deltas" else getattr(head, name)
             setattr(self, name, torch.nn.Parameter(torch.from_numpy(value.copy())))
         moving_vertices = head.vertex_deltas_cm.any(axis=(0, 2))
         self.register_buffer("moving_vertices", torch.from_numpy(moving_vertices.astype(np.float32))[:, None])
@@ -188,24 +208,45 @@ class HeadModel(torch.nn.Module):
         rotations = frames @ quaternions_to_matrices(self.local_quaternions)
         scales = k * torch.exp(self.log_scales)
         tints = (weights @ self.color_deltas.reshape(NUM_WEIGHTS, -1)).reshape(-1, 3)
-        colors = self.colors.index_add(0, self.tinted, tints).clamp(0, 1)
-        return means, rotations, scales, torch.sigmoid(self.opacity_logits), colors
+        colors = self.colors.index_add(0, self.tinted, tints)
+        if self.mouth_shade:
+            colors = colors - self.mouth_shade * weights[JAW_OPEN] * self.colors * self._on_lips_inside()[:, None]
+        return means, rotations, scales, torch.sigmoid(self.opacity_logits), colors.clamp(0, 1)
+
+    def _on_lips_inside(self) -> torch.Tensor:
+        """[N] bool: the Gaussians on the triangles `between_lips` (those `mouth_shade` darkens)."""
+        return self.lips_inside[self.triangle_ids]
 
     def to_head(self) -> GaussianHead:
         """The fitted GaussianHead (colours clipped to [0, 1]), on the CPU whatever the model's device."""
         arrays = {name: getattr(self, name).detach().cpu().numpy().copy() for name in self.PARAMETERS}
         arrays["colors"] = np.clip(arrays["colors"], 0, 1)
         arrays["color_deltas"] = self._all_color_deltas().cpu().numpy()
+        shaded = self._on_lips_inside().cpu().numpy()
+        arrays["color_deltas"][JAW_OPEN, shaded] -= self.mouth_shade * arrays["colors"][shaded]
         return GaussianHead(neutral_vertices_cm=self.vertices.cpu().numpy(),
                             vertex_deltas_cm=self.mesh_deltas().detach().cpu().numpy().reshape(NUM_WEIGHTS, -1, 3),
                             triangles=self.triangles.cpu().numpy(), triangle_ids=self.triangle_ids.cpu().numpy(),
                             **arrays)
 
 
+def between_lips(triangles: np.ndarray, num_vertices: int) -> np.ndarray:
+    """[F] bool: the face mesh's triangles between the inner lips, the closed mouth's inside that
+    stretches across the opening as the lips part (none where the mesh is not the face mesh)."""
+    ring = np.zeros(num_vertices, bool)
+    if num_vertices >= NUM_MESH_VERTICES:
+        ring[LANDMARK_GROUPS["lips_inner"]] = True
+    return ring[triangles].all(axis=1)
+
+
 def initial_head(scaffold: ScaffoldMesh, frames: FitFrames, rest: int, num_gaussians: int,
-                 seed: int = 0) -> GaussianHead:
+                 seed: int = 0, mouth_shade: float = 0.0) -> GaussianHead:
     """Gaussians spread over the scaffold by area (`REGION_SHARE` per part), flat in their triangles,
-    coloured from frame `rest` where they land inside its mask (else its hair colour)."""
+    coloured from frame `rest` where they land inside its mask (else its hair colour).
+
+    With `mouth_shade` (for frames that never open the mouth: frame `rest` shows the closed lips
+    where the mouth's inside will be), the cavity starts at `CAVITY_SHADE` of that colour and the
+    Gaussians `between_lips` get jawOpen colour offsets of -`mouth_shade` x their colour."""
     rng = np.random.default_rng(seed)
     vertices, triangles = scaffold.vertices_cm, scaffold.triangles
     v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
@@ -227,13 +268,19 @@ def initial_head(scaffold: ScaffoldMesh, frames: FitFrames, rest: int, num_gauss
     in_plane = np.sqrt(areas[triangle_ids] / per_triangle) / tri_scales[triangle_ids]
     thickness = np.vectorize(THICKNESS.get)(scaffold.region[triangle_ids])
     log_scales = np.log(np.stack([in_plane, in_plane, thickness * in_plane], axis=1))
+    colors = _initial_colors(points, frames, rest)
+    color_deltas = np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32)
+    if mouth_shade:
+        colors[((scaffold.region == ScaffoldMesh.MOUTH) & ~scaffold.teeth)[triangle_ids]] *= CAVITY_SHADE
+        shaded = between_lips(triangles, len(vertices))[triangle_ids]
+        color_deltas[JAW_OPEN, shaded] = -mouth_shade * colors[shaded]
     return GaussianHead(
         neutral_vertices_cm=vertices, vertex_deltas_cm=scaffold.vertex_deltas_cm, triangles=triangles,
         triangle_ids=triangle_ids.astype(np.int32), local_positions=local,
         local_quaternions=np.tile([1.0, 0.0, 0.0, 0.0], (num_gaussians, 1)), log_scales=log_scales,
-        colors=_initial_colors(points, frames, rest), opacity_logits=np.full(num_gaussians, math.log(0.8 / 0.2)),
+        colors=colors, opacity_logits=np.full(num_gaussians, math.log(0.8 / 0.2)),
         position_deltas_cm=np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32),
-        color_deltas=np.zeros((NUM_WEIGHTS, num_gaussians, 3), np.float32))
+        color_deltas=color_deltas)
 
 
 def _initial_colors(points_cm: np.ndarray, frames: FitFrames, rest: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from capture.expression_basis import generic_expression_basis
 from capture.face_fit import FaceFit, fit_face
 from capture.face_mesh import load_canonical_mesh
 from capture.frames import FrameWindow, decode_frames, frame_masks, head_window
-from capture.fitting import CaptureOptions, fit_gaussians, starting_head
+from capture.fitting import CaptureOptions, fit_gaussians, mouth_shade, starting_head
 from capture.head_fit import FitFrames, FitLog, HeadModel, TimeLimit
 from capture.media import MediaSource, open_media
 from capture.model_files import PERSON_SEGMENTER, resolve_model
@@ -245,11 +245,12 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     clock = time.perf_counter()
 
     start, fit_log = 0, FitLog()
+    shade = mouth_shade(frames.weights)
     if resume and checkpoint is not None and checkpoint.exists():
         try:
             state = torch.load(checkpoint, weights_only=False)
             saved_frames, saved_size = state["source_frames"], state["train_size_px"]
-            model, start, fit_log = HeadModel(state["head"]).to(device), state["step"], state["log"]
+            model, start, fit_log = HeadModel(state["head"], shade).to(device), state["step"], state["log"]
             corrections = FrameCorrections.from_state(state["corrections"]) if state.get("corrections") else None
         except Exception as exc:  # a truncated or foreign file: pickle, zip and key errors alike
             raise InputError(f"the checkpoint {checkpoint} is unreadable ({type(exc).__name__}): delete it, or run "
@@ -259,7 +260,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                              "without --resume")
         options = replace(options, iterations=max(options.iterations, start))
     else:
-        model = HeadModel(starting_head(info.face, frames, options)).to(device)
+        model = HeadModel(starting_head(info.face, frames, options), shade).to(device)
         corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
 
     def save_checkpoint(step: int) -> None:

@@ -53,13 +53,15 @@ FOLLOW_CUTOFF = 0.05
 class ScaffoldMesh:
     """The face mesh plus scaffold: vertices [V, 3] cm, deltas [52, V, 3] cm, triangles [F, 3].
 
-    `region` [F] int8 names each triangle's part: 0 face, 1 skull/hair, 2 mouth interior.
+    `region` [F] int8 names each triangle's part: 0 face, 1 skull/hair, 2 mouth interior;
+    `teeth` [F] bool marks the mouth interior's teeth (the rest of it is the cavity).
     """
 
     vertices_cm: np.ndarray
     vertex_deltas_cm: np.ndarray
     triangles: np.ndarray
     region: np.ndarray
+    teeth: np.ndarray
 
     FACE, SKULL, MOUTH = 0, 1, 2
 
@@ -114,7 +116,8 @@ def build_scaffold(vertices_cm: np.ndarray, vertex_deltas_cm: np.ndarray, triang
     all_triangles = np.concatenate([triangles, skull_triangles, tube, fan, teeth]).astype(np.int32)
     region = np.concatenate([np.zeros(len(triangles)), np.ones(len(skull_triangles)),
                              np.full(len(tube) + len(fan) + len(teeth), 2)]).astype(np.int8)
-    return ScaffoldMesh(vertices, deltas.astype(np.float32), all_triangles, region)
+    return ScaffoldMesh(vertices, deltas.astype(np.float32), all_triangles, region,
+                        np.arange(len(all_triangles)) >= len(all_triangles) - len(teeth))
 
 
 def _following_rim(skull_cm: np.ndarray, vertices_cm: np.ndarray, vertex_deltas_cm: np.ndarray, above_cm: float,

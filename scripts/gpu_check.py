@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from capture.corrections import FrameCorrections
-from capture.fitting import CaptureOptions, fit_gaussians, starting_head
+from capture.fitting import CaptureOptions, fit_gaussians, mouth_shade, starting_head
 from capture.head_fit import FitFrames, HeadModel, fit_head
 from render import GaussianHead
 
@@ -159,7 +159,7 @@ def _fit(problem: Path, out: Path, overrides: dict, device: str, threads: int) -
     torch.set_num_threads(threads)  # the machine's cores shared among the fits running at once
     head, frames = _load_problem(problem)
     options = dataclasses.replace(_options(problem.stem.rsplit("-", 1)[1]), **overrides)
-    model = HeadModel(head).to(device)
+    model = HeadModel(head, mouth_shade(frames.weights)).to(device)
     corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
     log = fit_gaussians(model, frames, options, corrections)
     if device == "cuda":

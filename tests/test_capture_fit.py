@@ -16,11 +16,13 @@ from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_me
 from capture.blur import convolution_blur, gaussian_blur, gaussian_window
 from capture.dataset import head_space_cameras, write_dataset
 from capture.face_fit import fit_face
-from capture.head_fit import (BACKGROUND, FitFrames, FitLog, HeadModel, _densify_and_prune, fit_head, frame_loss,
-                              head_box, loss_region, off_edge, ssim)
+from capture.fitting import MOUTH_SHADE, mouth_shade
+from capture.head_fit import (BACKGROUND, CAVITY_SHADE, FitFrames, FitLog, HeadModel, _densify_and_prune, between_lips,
+                              fit_head, frame_loss, head_box, initial_head, loss_region, off_edge, ssim)
 from capture.masks import _JAW, head_ellipse, head_mask
 from capture.metrics import align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame
 from capture.scaffold import ScaffoldMesh, build_scaffold
+from render import GaussianHead
 from render.cpu import CpuRenderer
 from tests.test_head import small_head
 
@@ -200,6 +202,67 @@ def test_teeth_sit_behind_the_lips_the_upper_row_rigid_the_lower_with_the_jaw_al
     jaw_open, funnel = index_of("jawOpen"), index_of("mouthFunnel")
     np.testing.assert_allclose(scaffold.vertex_deltas_cm[jaw_open, lower], np.tile(basis[jaw_open, CHIN], (22, 1)))
     assert basis[funnel, LANDMARK_GROUPS["lips_inner"]].any() and not scaffold.vertex_deltas_cm[funnel, lower].any()
+    assert scaffold.teeth.sum() == 40 and (scaffold.triangles[scaffold.teeth] >= first).all()
+
+
+def test_a_capture_that_never_opens_the_mouth_starts_with_a_dark_mouth_inside(mesh):
+    scaffold = build_scaffold(mesh.vertices_cm, generic_expression_basis(mesh), mesh.triangles)
+    camera = Camera.from_vertical_fov(64, 64, 40.0)
+    frames = FitFrames(np.full((1, 64, 64, 3), (200, 100, 50), np.uint8), np.ones((1, 64, 64), bool), camera,
+                       np.zeros((1, 52), np.float32), np.zeros((1, 3), np.float32), np.float32([[0, 0, -60]]))
+    seen = np.float32([200, 100, 50]) / 255
+    plain = initial_head(scaffold, frames, 0, 3000)
+    np.testing.assert_allclose(plain.colors, np.tile(seen, (3000, 1)), rtol=1e-6)
+    assert not plain.color_deltas.any()
+    head = initial_head(scaffold, frames, 0, 3000, mouth_shade=3.0)
+    cavity = ((scaffold.region == ScaffoldMesh.MOUTH) & ~scaffold.teeth)[head.triangle_ids]
+    lips_inside = between_lips(scaffold.triangles, len(scaffold.vertices_cm))[head.triangle_ids]
+    assert cavity.sum() > 20 and scaffold.teeth[head.triangle_ids].sum() > 20 and lips_inside.sum() > 5
+    np.testing.assert_allclose(head.colors[cavity], np.tile(CAVITY_SHADE * seen, (cavity.sum(), 1)), rtol=1e-6)
+    np.testing.assert_allclose(head.colors[~cavity], np.tile(seen, ((~cavity).sum(), 1)), rtol=1e-6)
+    np.testing.assert_allclose(head.color_deltas[index_of("jawOpen"), lips_inside], -3.0 * head.colors[lips_inside])
+    head.color_deltas[index_of("jawOpen"), lips_inside] = 0
+    assert not head.color_deltas.any()
+
+
+def test_only_training_frames_that_never_open_the_mouth_shade_it():
+    weights = np.zeros((50, 52), np.float32)
+    weights[:, index_of("jawOpen")] = np.linspace(0, 0.07, 50)     # liveportrait_d3's training frames
+    assert mouth_shade(weights) == MOUTH_SHADE
+    weights[10:12, index_of("jawOpen")] = 0.3
+    assert mouth_shade(weights) == 0.0
+
+
+def test_the_mouth_shade_darkens_the_lips_inside_with_jaw_open_and_goes_into_the_heads_offsets(mesh):
+    rng = np.random.default_rng(0)
+    scaffold = build_scaffold(mesh.vertices_cm, generic_expression_basis(mesh), mesh.triangles)
+    n = len(mesh.triangles)                     # one Gaussian on each of the face mesh's triangles
+    ring = set(LANDMARK_GROUPS["lips_inner"])
+    inside = np.array([set(t) <= ring for t in mesh.triangles])
+    colors = rng.uniform(0.2, 0.8, (n, 3))
+    color_deltas = np.zeros((52, n, 3))
+    color_deltas[index_of("jawOpen"), inside] = -3.0 * colors[inside]    # as `initial_head` starts them
+    head = GaussianHead(neutral_vertices_cm=scaffold.vertices_cm, vertex_deltas_cm=scaffold.vertex_deltas_cm,
+                        triangles=scaffold.triangles, triangle_ids=np.arange(n), local_positions=np.zeros((n, 3)),
+                        local_quaternions=np.tile([1.0, 0, 0, 0], (n, 1)), log_scales=np.full((n, 3), -2.0),
+                        colors=colors, opacity_logits=np.zeros(n), position_deltas_cm=np.zeros((52, n, 3)),
+                        color_deltas=color_deltas)
+    model = HeadModel(head, mouth_shade=3.0)
+    assert float(model.color_deltas.detach().abs().max()) < 1e-6   # what is learnt: the difference from the shade
+    state = FaceState(0.0, np.zeros(52), [0.0, 0.0, 0.0], [0.0, 0.0, -40.0])
+    state.weights[index_of("jawOpen")] = 0.2
+    with torch.no_grad():
+        colors = model(*(torch.from_numpy(np.asarray(a, np.float32)) for a in
+                         (state.weights, state.head_rotation, state.head_translation_cm)))[4].numpy()
+    assert inside.sum() == 18 and np.array_equal(between_lips(scaffold.triangles, len(scaffold.vertices_cm))[:n], inside)
+    np.testing.assert_allclose(colors[inside], 0.4 * head.colors[inside], rtol=1e-5)
+    np.testing.assert_allclose(colors[~inside], head.colors[~inside], rtol=1e-6)
+    np.testing.assert_allclose(model.to_head().color_deltas, head.color_deltas, atol=1e-6)
+    for shade in (0.0, 3.0):                    # scoring's model, and a resumed fit's
+        with torch.no_grad():
+            again = HeadModel(head, mouth_shade=shade)(*(torch.from_numpy(np.asarray(a, np.float32)) for a in
+                                                         (state.weights, state.head_rotation, state.head_translation_cm)))
+        np.testing.assert_allclose(again[4].numpy(), colors, atol=1e-6)
 
 
 def test_head_model_matches_gaussian_head_evaluate():
