@@ -71,12 +71,13 @@ def mouth_shade(weights: np.ndarray) -> float:
     return MOUTH_SHADE if OPEN_MOUTH in never_shown(weights) else 0.0
 
 
-def starting_head(face: FaceFit, frames: FitFrames, options: CaptureOptions) -> GaussianHead:
+def starting_head(face: FaceFit, frames: FitFrames, options: CaptureOptions, shade: float = 0.0) -> GaussianHead:
     """Gaussians on the person's face and scaffold, coloured from the training frame nearest the
-    neutral face (the mouth's inside dark where the frames never open the mouth: `mouth_shade`)."""
+    neutral face, with the dark-mouth guess of `shade` (the fit's `mouth_shade`, which its
+    `HeadModel` must be given too)."""
     scaffold = build_scaffold(face.neutral_vertices_cm, face.vertex_deltas_cm, load_canonical_mesh().triangles)
     rest = int(np.argmin(frames.weights.sum(1)))
-    return initial_head(scaffold, frames, rest, options.num_gaussians, options.seed, mouth_shade(frames.weights))
+    return initial_head(scaffold, frames, rest, options.num_gaussians, options.seed, shade)
 
 
 def fit_gaussians(model: HeadModel, frames: FitFrames, options: CaptureOptions,

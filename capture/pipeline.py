@@ -260,7 +260,7 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
                              "without --resume")
         options = replace(options, iterations=max(options.iterations, start))
     else:
-        model = HeadModel(starting_head(info.face, frames, options), shade).to(device)
+        model = HeadModel(starting_head(info.face, frames, options, shade), shade).to(device)
         corrections = FrameCorrections.zeros(len(frames)) if options.refine_poses else None
 
     def save_checkpoint(step: int) -> None:

@@ -124,8 +124,9 @@ def prepare(args: argparse.Namespace) -> None:
         for preset in args.presets:
             options = _options(preset)
             frames = training_frames(info, options.train_size_px, progress=False)
-            _save_problem(args.dir / f"{video.stem}-{preset}.npz", starting_head(info.face, frames, options), frames,
-                          video=np.array(video.name), frame_indices=training_indices(info))
+            head = starting_head(info.face, frames, options, mouth_shade(frames.weights))
+            _save_problem(args.dir / f"{video.stem}-{preset}.npz", head, frames, video=np.array(video.name),
+                          frame_indices=training_indices(info))
     print("prepared:", ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(args.dir.iterdir())))
 
 
