@@ -71,7 +71,7 @@ def mouth_shade(weights: np.ndarray) -> float:
     return MOUTH_SHADE if OPEN_MOUTH in never_shown(weights) else 0.0
 
 
-def starting_head(face: FaceFit, frames: FitFrames, options: CaptureOptions, shade: float = 0.0) -> GaussianHead:
+def starting_head(face: FaceFit, frames: FitFrames, options: CaptureOptions, shade: float) -> GaussianHead:
     """Gaussians on the person's face and scaffold, coloured from the training frame nearest the
     neutral face, with the dark-mouth guess of `shade` (the fit's `mouth_shade`, which its
     `HeadModel` must be given too)."""
