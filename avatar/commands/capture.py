@@ -248,9 +248,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     x = subparsers.add_parser(
         "export-dataset", help="a capture's frames, head masks and cameras as a nerfstudio dataset",
         description="Tracks VIDEO (posed as the capture posed it when --avatar is given and VIDEO is its source, "
-                    "with the avatar's face for another video, else with a fresh face fit), masks the head and writes OUT/images, OUT/masks and OUT/transforms.json: "
-                    "cameras in head space (cm, OpenGL axes), per-frame ARKit weights, and the train / held-out "
-                    "split (the avatar's, or the last --holdout).")
+                    "with the avatar's face for another video, else with a fresh face fit), masks the head and "
+                    "writes OUT/images, OUT/masks and OUT/transforms.json: cameras in head space (cm, OpenGL axes), "
+                    "per-frame ARKit weights, and the train / held-out split (the avatar's, or the last --holdout).")
     x.add_argument("video", type=Path, help="the capture's video")
     x.add_argument("-o", "--output", type=Path, required=True, help="new folder for the dataset")
     x.add_argument("--avatar", type=Path, help=".avatar bundle made from this video (its face, focal and split)")
