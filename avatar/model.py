@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from avatar.arkit import NUM_WEIGHTS
 from avatar.bundle import Bundle, read_bundle, write_bundle
 from avatar.camera import Camera
 from avatar.errors import BundleError
@@ -20,6 +21,7 @@ FRAMING_FOV_DEG = 25.0
 
 
 SPEECH_PREFIX = "speech/"
+FACE_FIT_DELTAS = "capture/face_fit_deltas_cm"
 
 
 @dataclass
@@ -28,17 +30,25 @@ class Avatar:
 
     `speech` holds the weights of a speech model tuned to this person (`animation.tuning`),
     by parameter name, or is empty: then the shipped model speaks for it.
+
+    `face_fit_deltas_cm` ([52, 468, 3] or None) are the ARKit offsets of the face mesh that a
+    capture fitted to the video's landmarks, before the photometric fit corrected the head's own:
+    the mesh another video's frames are posed with (`capture.retrack`), as the capture posed its
+    frames. None for an avatar not made by a capture, or made before they were kept.
     """
 
     head: GaussianHead
     name: str
     metadata: dict[str, Any] = field(default_factory=dict)
     speech: dict[str, np.ndarray] = field(default_factory=dict)
+    face_fit_deltas_cm: np.ndarray | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the `.avatar` bundle atomically."""
         meta = {**self.metadata, "kind": AVATAR_KIND, "name": self.name, "gaussians": len(self.head)}
         arrays = {**self.head.to_bundle_arrays(), **{SPEECH_PREFIX + k: v for k, v in self.speech.items()}}
+        if self.face_fit_deltas_cm is not None:
+            arrays[FACE_FIT_DELTAS] = np.asarray(self.face_fit_deltas_cm, np.float32)
         return write_bundle(path, Bundle(arrays=arrays, metadata=meta))
 
     def speech_model(self):
@@ -62,8 +72,13 @@ class Avatar:
                               f"(kind {bundle.metadata.get('kind')!r})")
         metadata = {k: v for k, v in bundle.metadata.items() if k not in ("kind", "name")}
         speech = {k[len(SPEECH_PREFIX):]: v for k, v in bundle.arrays.items() if k.startswith(SPEECH_PREFIX)}
-        return cls(GaussianHead.from_bundle(bundle), str(bundle.metadata.get("name", Path(path).stem)), metadata,
-                   speech)
+        head = GaussianHead.from_bundle(bundle)
+        deltas = bundle.arrays.get(FACE_FIT_DELTAS)
+        if deltas is not None and (deltas.ndim != 3 or deltas.shape[0] != NUM_WEIGHTS or deltas.shape[2] != 3
+                                   or deltas.shape[1] > len(head.neutral_vertices_cm)):
+            raise BundleError(f"{path}: {FACE_FIT_DELTAS} has shape {deltas.shape}, not [{NUM_WEIGHTS}, V, 3] "
+                              f"for at most the head's {len(head.neutral_vertices_cm)} vertices")
+        return cls(head, str(bundle.metadata.get("name", Path(path).stem)), metadata, speech, deltas)
 
     def framing(self) -> tuple[np.ndarray, float]:
         """Centre (cm, head space) and radius (cm) of a sphere around the neutral head's Gaussians."""

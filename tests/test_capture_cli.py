@@ -321,6 +321,19 @@ def test_a_small_head_in_a_wide_frame_is_fitted_and_scored_in_its_window(tmp_pat
     assert (data["w"], data["h"]) == size
 
 
+def test_another_video_is_posed_with_the_face_the_capture_fitted(captured, video, tmp_path, capsys):
+    # A copy under another name takes the other path (the last 20% of its frames, posed with the stored
+    # face offsets), and those are the capture's own frames posed as the capture posed them.
+    renamed = tmp_path / "renamed.mp4"
+    renamed.write_bytes(video.read_bytes())
+    assert main(["eval", str(captured), str(renamed), "-q"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "last 20% of the frames of renamed.mp4" in out[0]
+    scores, recorded = json.loads(out[-1]), Avatar.load(captured).metadata["capture"]["metrics"]
+    assert scores["frames"] == recorded["frames"]
+    assert (scores["psnr"], scores["ssim"]) == pytest.approx((recorded["psnr"], recorded["ssim"]), abs=0.008)
+
+
 def test_eval_on_another_video_and_export_without_an_avatar(captured, tmp_path, capsys, face_model_path):
     other = write_video(tmp_path / "other.mp4", 3.0)
     assert main(["eval", str(captured), str(other), "-q"]) == 0

@@ -162,3 +162,19 @@ def test_head_bundle_round_trip_keeps_colour_offsets_and_reads_older_bundles_wit
     del arrays["head/color_deltas"]
     older = GaussianHead.from_bundle(Bundle(arrays=arrays))
     assert older.color_deltas.shape == (52, len(head), 3) and not older.color_deltas.any()
+
+
+def test_avatar_keeps_its_capture_face_offsets_and_reads_avatars_without_them(tmp_path):
+    from avatar import BundleError
+    from avatar.model import FACE_FIT_DELTAS, Avatar
+
+    head = small_head()
+    face_vertices = len(head.neutral_vertices_cm) - 1
+    deltas = np.random.default_rng(1).normal(size=(52, face_vertices, 3)).astype(np.float32)
+    Avatar(head, "with", face_fit_deltas_cm=deltas).save(tmp_path / "with.avatar")
+    np.testing.assert_array_equal(Avatar.load(tmp_path / "with.avatar").face_fit_deltas_cm, deltas)
+    Avatar(head, "without").save(tmp_path / "without.avatar")
+    assert Avatar.load(tmp_path / "without.avatar").face_fit_deltas_cm is None
+    Avatar(head, "wrong", face_fit_deltas_cm=deltas[:, :, :2]).save(tmp_path / "wrong.avatar")
+    with pytest.raises(BundleError, match=FACE_FIT_DELTAS):
+        Avatar.load(tmp_path / "wrong.avatar")

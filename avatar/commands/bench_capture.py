@@ -112,7 +112,8 @@ def run_capture(args: argparse.Namespace) -> int:
             began = time.perf_counter()
             result = capture(video, options, progress=False)
             minutes = (time.perf_counter() - began) / 60
-            Avatar(result.head, video.stem, {"capture": result.metadata()}).save(folder / f"{video.stem}.avatar")
+            Avatar(result.head, video.stem, {"capture": result.metadata()},
+                   face_fit_deltas_cm=result.input.face.vertex_deltas_cm).save(folder / f"{video.stem}.avatar")
             r = result.reenactment
             if args.keep:
                 report = folder / f"{video.stem}.report"

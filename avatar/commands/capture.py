@@ -129,7 +129,8 @@ def _capture_with_report(args: argparse.Namespace, options: CaptureOptions, repo
     weights = np.where(track.valid[:, None], track.weights, np.nan)
     mannerisms = dataclasses.asdict(MannerismProfile.from_track_weights(track.time_s, weights))
     avatar = Avatar(result.head, args.output.stem, {"made_by": "avatar capture", "capture": metadata,
-                                                     "mannerisms": mannerisms})
+                                                     "mannerisms": mannerisms},
+                    face_fit_deltas_cm=result.input.face.vertex_deltas_cm)
     if result.input.source.has_audio and not args.no_speech_tuning:
         tuned = _tune_speech(result, args.seed)
         if tuned is not None:
@@ -221,7 +222,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InputError(f"--track-steps must be 0 or more, got {args.track_steps}")
     if args.side_by_side is not None:
         check_writable(args.side_by_side)
-    info, same = retrack(args.video, avatar.head, record, progress=not args.quiet)
+    info, same = retrack(args.video, avatar.head, record, not args.quiet, avatar.face_fit_deltas_cm)
     if len(info.holdout) == 0:
         raise BundleError(f"no held-out frame with a face in {args.video}")
     if args.track_steps is not None:
@@ -276,7 +277,8 @@ def run_export(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.avatar is not None:
         avatar = Avatar.load(args.avatar)
-        info, same = retrack(args.video, avatar.head, avatar.metadata.get("capture") or {}, progress)
+        info, same = retrack(args.video, avatar.head, avatar.metadata.get("capture") or {}, progress,
+                             avatar.face_fit_deltas_cm)
         holdout = set(info.holdout.tolist()) if same else set()
     else:
         info = prepare(args.video, args.holdout, progress, args.face)
