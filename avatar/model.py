@@ -14,6 +14,7 @@ from avatar.arkit import NUM_WEIGHTS
 from avatar.bundle import Bundle, read_bundle, write_bundle
 from avatar.camera import Camera
 from avatar.errors import BundleError
+from avatar.track import NUM_MESH_VERTICES
 from render import GaussianHead, orbit_camera
 
 AVATAR_KIND = "gaussian-head"
@@ -72,13 +73,12 @@ class Avatar:
                               f"(kind {bundle.metadata.get('kind')!r})")
         metadata = {k: v for k, v in bundle.metadata.items() if k not in ("kind", "name")}
         speech = {k[len(SPEECH_PREFIX):]: v for k, v in bundle.arrays.items() if k.startswith(SPEECH_PREFIX)}
-        head = GaussianHead.from_bundle(bundle)
         deltas = bundle.arrays.get(FACE_FIT_DELTAS)
-        if deltas is not None and (deltas.ndim != 3 or deltas.shape[0] != NUM_WEIGHTS or deltas.shape[2] != 3
-                                   or deltas.shape[1] > len(head.neutral_vertices_cm)):
-            raise BundleError(f"{path}: {FACE_FIT_DELTAS} has shape {deltas.shape}, not [{NUM_WEIGHTS}, V, 3] "
-                              f"for at most the head's {len(head.neutral_vertices_cm)} vertices")
-        return cls(head, str(bundle.metadata.get("name", Path(path).stem)), metadata, speech, deltas)
+        if deltas is not None and deltas.shape != (NUM_WEIGHTS, NUM_MESH_VERTICES, 3):
+            raise BundleError(f"{path}: {FACE_FIT_DELTAS} has shape {deltas.shape}, not "
+                              f"{(NUM_WEIGHTS, NUM_MESH_VERTICES, 3)}")
+        return cls(GaussianHead.from_bundle(bundle), str(bundle.metadata.get("name", Path(path).stem)), metadata,
+                   speech, deltas)
 
     def framing(self) -> tuple[np.ndarray, float]:
         """Centre (cm, head space) and radius (cm) of a sphere around the neutral head's Gaussians."""

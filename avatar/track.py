@@ -21,6 +21,7 @@ from avatar.face_state import FaceState
 from avatar.files import atomic_output
 
 NUM_LANDMARKS = 478
+NUM_MESH_VERTICES = 468  # landmarks 0..467 are the face mesh's vertices, 468..477 the irises
 TRACK_FORMAT = "avatar-track"
 TRACK_VERSION = 1
 _ARRAY_FIELDS = ("time_s", "found", "valid", "landmarks_px", "weights", "head_rotation", "head_translation_cm")

@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from avatar.errors import ModelFileError
+from avatar.track import NUM_MESH_VERTICES
 from capture import protobuf as pb
 from capture.model_files import resolve_face_model
 
 METADATA_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
-NUM_MESH_VERTICES = 468  # landmarks 0..467 are the mesh vertices
 # Landmarks 468..477 (of avatar.NUM_LANDMARKS = 478) are the two irises: centre + 4 ring points each.
 RIGHT_IRIS_CENTER = 468
 LEFT_IRIS_CENTER = 473
