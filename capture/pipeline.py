@@ -20,6 +20,8 @@ import torch
 from tqdm import tqdm
 
 from avatar import InputError, Track
+from avatar.model import Avatar
+from avatar.track import NUM_MESH_VERTICES
 from capture.corrections import FrameCorrections
 from capture.coverage import expression_peaks, missing_expressions
 from capture.expression_basis import generic_expression_basis
@@ -307,25 +309,24 @@ def capture(path: str | os.PathLike, options: CaptureOptions = CaptureOptions(),
     return CaptureResult(head, info, fit_log, reenactment, options, mask_examples, timings)
 
 
-def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress: bool = True,
-            face_fit_deltas_cm: np.ndarray | None = None) -> tuple[CaptureInput, bool]:
+def retrack(path: str | os.PathLike, avatar: Avatar, progress: bool = True) -> tuple[CaptureInput, bool]:
     """Track a video of a captured person and fit its head pose.
 
     The capture's own video gets the capture's own face fit (`fit_capture_face` on its split),
     so that the held-out frames are posed as the capture posed them and scored as its report
     scored them: the avatar's face mesh carries the fit's corrections to its ARKit offsets,
     and posing with those moved d10's held-out score by 0.19 dB. Another video is posed with
-    the avatar's neutral face and `face_fit_deltas_cm`, the offsets the capture fitted to its
-    landmarks (`Avatar.face_fit_deltas_cm`), or, for an avatar without them, its own.
+    the avatar's neutral face and the offsets the capture fitted to its landmarks
+    (`Avatar.face_fit_deltas_cm`), or, for an avatar without them, its own.
 
     Args:
-        head: the fitted head (its first 468 vertices are the face mesh).
-        record: the bundle's capture record (`CaptureResult.metadata`).
-        face_fit_deltas_cm: [52, 468, 3] or None.
+        avatar: a captured avatar (its head's first 468 vertices are the face mesh; its
+            metadata's "capture" record is `CaptureResult.metadata`).
     Returns:
         the input, and whether the video is the capture's source (same name and frame count):
         then the split is the capture's own, else the last 20% of the frames with a face are held out.
     """
+    head, record = avatar.head, avatar.metadata.get("capture") or {}
     resolve_model(PERSON_SEGMENTER)
     source = open_media(path)
     face = (record.get("options") or {}).get("face") or "largest"
@@ -339,8 +340,10 @@ def retrack(path: str | os.PathLike, head: GaussianHead, record: dict, progress:
     cut = len(valid) - round(0.2 * len(valid))
     train, holdout = valid[:cut], valid[cut:]
     nan = np.full_like(track.head_rotation, np.nan)
-    deltas = head.vertex_deltas_cm[:, :468] if face_fit_deltas_cm is None else face_fit_deltas_cm
-    fixed = FaceFit(head.neutral_vertices_cm[:468], deltas, nan, nan.copy(),
+    deltas = avatar.face_fit_deltas_cm
+    if deltas is None:
+        deltas = head.vertex_deltas_cm[:, :NUM_MESH_VERTICES]
+    fixed = FaceFit(head.neutral_vertices_cm[:NUM_MESH_VERTICES], deltas, nan, nan.copy(),
                     track.camera.with_focal_scale(float(record.get("focal_scale", 1.0))),
                     np.full(len(track.time_s), np.nan, np.float32))
     mesh = load_canonical_mesh()

@@ -222,7 +222,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InputError(f"--track-steps must be 0 or more, got {args.track_steps}")
     if args.side_by_side is not None:
         check_writable(args.side_by_side)
-    info, same = retrack(args.video, avatar.head, record, not args.quiet, avatar.face_fit_deltas_cm)
+    info, same = retrack(args.video, avatar, progress=not args.quiet)
     if len(info.holdout) == 0:
         raise BundleError(f"no held-out frame with a face in {args.video}")
     if args.track_steps is not None:
@@ -277,8 +277,7 @@ def run_export(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.avatar is not None:
         avatar = Avatar.load(args.avatar)
-        info, same = retrack(args.video, avatar.head, avatar.metadata.get("capture") or {}, progress,
-                             avatar.face_fit_deltas_cm)
+        info, same = retrack(args.video, avatar, progress)
         holdout = set(info.holdout.tolist()) if same else set()
     else:
         info = prepare(args.video, args.holdout, progress, args.face)
