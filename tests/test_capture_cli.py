@@ -360,9 +360,10 @@ def test_capture_help_states_the_presets_defaults():
 
 
 def test_bench_capture_scores_each_video_with_a_fixed_step_count(video, tmp_path, capsys):
-    assert main(["bench", "capture", str(video), "--quick", "--iterations", "6", "--fit-minutes", "0",
+    assert main(["bench", "capture", str(video), "--quick", "--iterations", "6", "--fit-minutes", "0", "--seed", "3",
                  "--keep", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["astronaut.mp4"]
-    assert result["iterations"] == 6 and result["frames"] == 8
+    assert result["iterations"] == 6 and result["frames"] == 8 and result["seed"] == 3
     assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "margin_db", "minutes"} <= set(result)
     assert (tmp_path / "astronaut.avatar").exists() and (tmp_path / "astronaut.report" / "holdout.png").exists()
+    assert Avatar.load(tmp_path / "astronaut.avatar").metadata["capture"]["options"]["seed"] == 3

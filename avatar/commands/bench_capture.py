@@ -36,6 +36,8 @@ def add_parsers(kinds: argparse._SubParsersAction) -> None:
                         "--minutes budget), so that a fixed --iterations gives the same fit whatever the machine's load "
                         "(for A/B comparisons)")
     c.add_argument("--minutes", type=float, help="override the preset's time budget for each whole capture; 0 = none")
+    c.add_argument("--seed", type=int, help="override the preset's random seed (the Gaussians' placement, the "
+                                            "frames' order, densification): an A/B on a second seed")
     c.add_argument("--keep", type=Path, help="keep the avatars and their reports (pictures) in this folder")
     c.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
     c.set_defaults(run=run_capture)
@@ -104,6 +106,8 @@ def run_capture(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, fit_minutes=args.fit_minutes or None)
     if args.minutes is not None:
         options = dataclasses.replace(options, minutes=args.minutes or None)
+    if args.seed is not None:
+        options = dataclasses.replace(options, seed=args.seed)
     results = {}
     with tempfile.TemporaryDirectory(prefix="avatar-bench-capture-") as scratch:
         folder = args.keep or Path(scratch)
@@ -122,7 +126,7 @@ def run_capture(args: argparse.Namespace) -> int:
                 write_curves(report / "curves.png", result.log, r)
             results[video.name] = {**r.summary(), "landmark_psnr": round(r.landmark_psnr, 3),
                                    "landmark_ssim": round(r.landmark_ssim, 4), "uncovered": round(r.uncovered, 5),
-                                   "gaussians": len(result.head),
+                                   "gaussians": len(result.head), "seed": options.seed,
                                    "iterations": len(result.log.loss), "minutes": round(minutes, 2),
                                    "margin_db": round(r.psnr - r.baseline_psnr, 2)}
             print(f"{video.name}: PSNR {r.psnr:.2f} dB (baseline {r.baseline_psnr:.2f}, margin "
