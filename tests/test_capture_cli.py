@@ -254,6 +254,10 @@ def test_bad_options_and_a_broken_checkpoint_are_one_line(captured, video, tmp_p
     assert "--iterations must be at least 1" in capsys.readouterr().err
     assert main(["capture", str(video), "-o", str(tmp_path / "x.avatar"), "--minutes", "-1"]) == 1
     assert "--minutes must be 0 (no limit) or more" in capsys.readouterr().err
+    for command in (["capture", str(video), "-o", str(tmp_path / "x.avatar")], ["bench", "capture", str(video)]):
+        assert main([*command, "--seed", "-1"]) == 1
+        err = capsys.readouterr().err
+        assert "--seed must be 0 or more, got -1" in err and "Traceback" not in err
     broken = tmp_path / "broken.avatar"
     broken.with_name("broken.avatar.ckpt").write_bytes(b"not a checkpoint")
     assert main(["capture", str(video), "-o", str(broken), "--resume", "--iterations", "3", "--size", "64",

@@ -98,6 +98,8 @@ def run_capture(args: argparse.Namespace) -> int:
         videos += sorted(path.glob("*.mp4")) if path.is_dir() else [path]
     if not videos:
         raise InputError("no videos to capture: give video files or folders")
+    if args.seed is not None and args.seed < 0:
+        raise InputError(f"--seed must be 0 or more, got {args.seed}")
     torch.set_num_threads(2)
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     if args.iterations:

@@ -89,6 +89,8 @@ def run_capture(args: argparse.Namespace) -> int:
     for name in ("fit_minutes", "minutes"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise InputError(f"--{name.replace('_', '-')} must be 0 (no limit) or more, got {getattr(args, name)}")
+    if args.seed < 0:
+        raise InputError(f"--seed must be 0 or more, got {args.seed}")
     torch.set_num_threads(2)
     options = CaptureOptions.quick() if args.quick else CaptureOptions()
     overrides = {"iterations": args.iterations, "num_gaussians": args.gaussians, "train_size_px": args.size}
