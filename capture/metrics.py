@@ -38,6 +38,33 @@ def masked_ssim(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float
     return float(full.mean(axis=2)[mask[box]].mean())
 
 
+def whole_frame_scores(render: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(PSNR dB, SSIM) over the whole frame, the way GaussianAvatars, INSTA and FlashAvatar score:
+    the truth matted to white by its head mask, against the render over white.
+
+    The background then counts as perfectly drawn, and the mask's edge, which the scores inside
+    the mask skip, counts in full; neither number is comparable with `masked_psnr` or
+    `masked_ssim`. They are here to set ours beside published ones.
+
+    Args:
+        render: [H, W, 3] RGB over white; truth: [H, W, 3]; both in [0, 1]. mask: [H, W] bool.
+    """
+    matted = np.where(mask[..., None], truth, 1.0).astype(render.dtype)
+    psnr = masked_psnr(render, matted, np.ones(mask.shape, bool))
+    # Where both are white over a whole window SSIM is exactly 1: compute the map only on the
+    # box of what is not white, grown by a window, as `masked_ssim` does.
+    drawn = ((render < 1) | (matted < 1)).any(axis=2)
+    if not drawn.any():
+        return psnr, 1.0
+    rows, cols = np.flatnonzero(drawn.any(1)), np.flatnonzero(drawn.any(0))
+    grow = SSIM_WINDOW
+    box = (slice(max(0, rows[0] - grow), rows[-1] + grow + 1), slice(max(0, cols[0] - grow), cols[-1] + grow + 1))
+    _, full = structural_similarity(render[box], matted[box], win_size=SSIM_WINDOW, channel_axis=2, data_range=1.0,
+                                    full=True)
+    outside = mask.size - full.shape[0] * full.shape[1]
+    return psnr, float((full.mean(axis=2).sum() + outside) / mask.size)
+
+
 def nearest_training_frame(weights: np.ndarray, rotation: np.ndarray, translation_cm: np.ndarray,
                            train_weights: np.ndarray, train_rotations: np.ndarray,
                            train_translations_cm: np.ndarray) -> int:

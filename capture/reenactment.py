@@ -14,7 +14,7 @@ from capture.face_fit import FaceFit
 from capture.frame_refinement import REFINE_STEPS, refine_frames
 from capture.frames import FrameWindow, decode_frames, frame_masks
 from capture.media import MediaSource
-from capture.metrics import (align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame)
+from capture.metrics import align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame, whole_frame_scores
 from render import GaussianHead, VideoWriter
 from render.cpu import CpuRenderer
 
@@ -40,7 +40,9 @@ class Reenactment:
     MediaPipe's weights, before photometric tracking. `uncovered` is the mean share of the
     scored pixels that the (tracked) render leaves under `COVERED_ALPHA`: parts of the head the
     avatar does not draw, which cost far more than their share of the pixels. `track_steps` are
-    the photometric tracking steps each frame had.
+    the photometric tracking steps each frame had. `whole_frame_psnr` and `whole_frame_ssim` score
+    the whole frame with the truth matted to white, as published avatars are scored
+    (`capture.metrics.whole_frame_scores`): only for setting ours beside theirs.
     """
 
     psnr: float
@@ -51,6 +53,8 @@ class Reenactment:
     landmark_psnr: float = float("nan")
     landmark_ssim: float = float("nan")
     uncovered: float = float("nan")
+    whole_frame_psnr: float = float("nan")
+    whole_frame_ssim: float = float("nan")
     track_steps: int = 0
     per_frame: list[dict] = field(default_factory=list)
     examples: list[np.ndarray] = field(default_factory=list)
@@ -118,12 +122,14 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
         render, real, baseline, mask = rgba[..., :3], truth[k].astype(np.float32) / 255, baseline_of(k), inner[k]
         if video is not None:
             video.write(np.concatenate([truth[k], (render * 255).round().astype(np.uint8)], axis=1))
+        whole_psnr, whole_ssim = whole_frame_scores(render, real, masks[k])
         rows.append({"frame": int(h), "psnr": masked_psnr(render, real, mask), "ssim": masked_ssim(render, real, mask),
                      "uncovered": float((rgba[..., 3][mask] < COVERED_ALPHA).mean()) if mask.any() else 0.0,
                      "landmark_psnr": masked_psnr(landmark_render, real, mask),
                      "landmark_ssim": masked_ssim(landmark_render, real, mask),
                      "baseline_frame": int(retrieved[k]), "baseline_psnr": masked_psnr(baseline, real, mask),
-                     "baseline_ssim": masked_ssim(baseline, real, mask)})
+                     "baseline_ssim": masked_ssim(baseline, real, mask),
+                     "whole_frame_psnr": whole_psnr, "whole_frame_ssim": whole_ssim})
     spaced = np.linspace(0, len(holdout) - 1, min(SHEET_ROWS, len(holdout))).round().astype(int).tolist()
     worst = [k for k in np.argsort([r["psnr"] for r in rows]).tolist() if k not in spaced][:SHEET_WORST_ROWS]
     examples = []
@@ -133,7 +139,8 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
         error = np.clip(np.abs(render - real).mean(2, keepdims=True) * 4, 0, 1) * inner[k][..., None]
         examples.append((np.concatenate([real, render, np.repeat(error, 3, 2), baseline_of(k)], axis=1) * 255)
                         .round().astype(np.uint8))
-    keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim", "uncovered")
+    keys = ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "landmark_psnr", "landmark_ssim", "uncovered",
+            "whole_frame_psnr", "whole_frame_ssim")
     mean = {key: float(np.mean([r[key] for r in rows])) for key in keys}
     return Reenactment(frames=len(rows), per_frame=rows, examples=examples, example_rows=spaced + worst,
                        track_steps=refine_steps, **mean)

@@ -71,6 +71,10 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, video, 
     uncovered = [row["uncovered"] for row in metrics["per_frame"]]
     assert 0 <= min(uncovered) and max(uncovered) < 0.5 and metrics["uncovered"] == pytest.approx(np.mean(uncovered),
                                                                                                     abs=1e-4)
+    # The whole frame, the truth matted to white (as published avatars are scored): the background
+    # counts as drawn, so SSIM runs higher than inside the mask.
+    assert metrics["whole_frame_ssim"] == pytest.approx(np.mean([row["whole_frame_ssim"] for row in metrics["per_frame"]]),
+                                                        abs=1e-4) and metrics["whole_frame_ssim"] > metrics["ssim"]
     for picture in ("holdout.png", "curves.png", "masks.png"):
         assert cv2.imread(str(report / picture)) is not None
     # Six training frames at the fit size (96 px), three to a row, the outside dimmed.
@@ -368,6 +372,7 @@ def test_bench_capture_scores_each_video_with_a_fixed_step_count(video, tmp_path
                  "--keep", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["astronaut.mp4"]
     assert result["iterations"] == 6 and result["frames"] == 8 and result["seed"] == 3
-    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "margin_db", "minutes"} <= set(result)
+    assert {"psnr", "ssim", "baseline_psnr", "baseline_ssim", "margin_db", "minutes", "whole_frame_psnr",
+            "whole_frame_ssim"} <= set(result)
     assert (tmp_path / "astronaut.avatar").exists() and (tmp_path / "astronaut.report" / "holdout.png").exists()
     assert Avatar.load(tmp_path / "astronaut.avatar").metadata["capture"]["options"]["seed"] == 3

@@ -20,7 +20,7 @@ from capture.fitting import MOUTH_SHADE, mouth_shade
 from capture.head_fit import (BACKGROUND, CAVITY_SHADE, FitFrames, FitLog, HeadModel, _densify_and_prune, between_lips,
                               fit_head, frame_loss, head_box, initial_head, loss_region, off_edge, ssim)
 from capture.masks import _JAW, head_ellipse, head_mask
-from capture.metrics import align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame
+from capture.metrics import align_by_landmarks, masked_psnr, masked_ssim, nearest_training_frame, whole_frame_scores
 from capture.scaffold import ScaffoldMesh, build_scaffold
 from render import GaussianHead
 from render.cpu import CpuRenderer
@@ -519,6 +519,25 @@ def test_masked_ssim_on_the_masks_box_equals_it_on_the_whole_frame():
         mask = np.zeros(truth.shape[:2], bool)
         mask[rows, cols] = True
         assert masked_ssim(image, truth, mask) == pytest.approx(float(full.mean(axis=2)[mask].mean()), abs=1e-12)
+
+
+def test_whole_frame_scores_are_those_of_the_matted_frames_as_a_whole():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(5)
+    truth = cv2.GaussianBlur(rng.uniform(0, 1, (96, 80, 3)).astype(np.float32), (0, 0), 1.5)
+    mask = np.zeros(truth.shape[:2], bool)
+    mask[30:70, 20:50] = True
+    render = np.ones_like(truth)
+    render[28:70, 20:52] = np.clip(truth[28:70, 20:52] + rng.normal(0, 0.05, (42, 32, 3)), 0, 1)
+    matted = np.where(mask[..., None], truth, 1.0).astype(np.float32)
+    _, full = structural_similarity(render, matted, win_size=7, channel_axis=2, data_range=1.0, full=True)
+    psnr, ssim_value = whole_frame_scores(render, truth, mask)
+    assert ssim_value == pytest.approx(float(full.mean()), abs=1e-6)  # float32 sums in another order
+    assert psnr == pytest.approx(masked_psnr(render, matted, np.ones(mask.shape, bool)), abs=1e-9)
+    # The white background counts as drawn perfectly: higher than inside the mask.
+    assert ssim_value > masked_ssim(render, truth, mask)
+    assert whole_frame_scores(np.ones_like(truth), truth, np.zeros(mask.shape, bool)) == (pytest.approx(120.0), 1.0)
 
 
 def test_metrics_and_retrieval():

@@ -128,6 +128,8 @@ def run_capture(args: argparse.Namespace) -> int:
                 write_curves(report / "curves.png", result.log, r)
             results[video.name] = {**r.summary(), "landmark_psnr": round(r.landmark_psnr, 3),
                                    "landmark_ssim": round(r.landmark_ssim, 4), "uncovered": round(r.uncovered, 5),
+                                   "whole_frame_psnr": round(r.whole_frame_psnr, 3),
+                                   "whole_frame_ssim": round(r.whole_frame_ssim, 4),
                                    "gaussians": len(result.head), "seed": options.seed,
                                    "iterations": len(result.log.loss), "minutes": round(minutes, 2),
                                    "margin_db": round(r.psnr - r.baseline_psnr, 2)}
