@@ -39,8 +39,9 @@ def masked_ssim(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float
 
 
 def whole_frame_scores(render: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """(PSNR dB, SSIM) over the whole frame, the way GaussianAvatars, INSTA and FlashAvatar score:
-    the truth matted to white by its head mask, against the render over white.
+    """(PSNR dB, SSIM) over the whole frame, as GaussianAvatars scores its test images (whole
+    images, the background removed): the truth matted to white by its head mask, against the
+    render over white.
 
     The background then counts as perfectly drawn, and the mask's edge, which the scores inside
     the mask skip, counts in full; neither number is comparable with `masked_psnr` or

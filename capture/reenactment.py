@@ -41,7 +41,7 @@ class Reenactment:
     scored pixels that the (tracked) render leaves under `COVERED_ALPHA`: parts of the head the
     avatar does not draw, which cost far more than their share of the pixels. `track_steps` are
     the photometric tracking steps each frame had. `whole_frame_psnr` and `whole_frame_ssim` score
-    the whole frame with the truth matted to white, as published avatars are scored
+    the whole frame with the truth matted to white, as GaussianAvatars scores
     (`capture.metrics.whole_frame_scores`): only for setting ours beside theirs.
     """
 

@@ -71,7 +71,7 @@ def test_capture_writes_the_avatar_its_report_and_a_checkpoint(captured, video, 
     uncovered = [row["uncovered"] for row in metrics["per_frame"]]
     assert 0 <= min(uncovered) and max(uncovered) < 0.5 and metrics["uncovered"] == pytest.approx(np.mean(uncovered),
                                                                                                     abs=1e-4)
-    # The whole frame, the truth matted to white (as published avatars are scored): the background
+    # The whole frame, the truth matted to white (as GaussianAvatars scores): the background
     # counts as drawn, so SSIM runs higher than inside the mask.
     assert metrics["whole_frame_ssim"] == pytest.approx(np.mean([row["whole_frame_ssim"] for row in metrics["per_frame"]]),
                                                         abs=1e-4) and metrics["whole_frame_ssim"] > metrics["ssim"]
