@@ -26,6 +26,7 @@ from capture.blur import gaussian_blur
 from capture.corrections import FrameCorrections
 from capture.face_fit import axis_angle_to_matrix
 from capture.face_mesh import LANDMARK_GROUPS, NUM_MESH_VERTICES
+from capture.masks import head_box
 from capture.scaffold import ScaffoldMesh
 from render import GaussianHead
 from render.differentiable import rasterizer_for
@@ -476,16 +477,6 @@ def fit_head(model: HeadModel, frames: FitFrames, iterations: int, *, start: int
             break
     log.seconds += time.perf_counter() - began
     return log
-
-
-def head_box(mask: np.ndarray, margin_px: int = 8) -> tuple[slice, slice]:
-    """Row and column slices of the mask's bounding box, grown by `margin_px`."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if not len(rows):
-        return slice(None), slice(None)
-    h, w = mask.shape
-    return (slice(max(0, rows[0] - margin_px), min(h, rows[-1] + 1 + margin_px)),
-            slice(max(0, cols[0] - margin_px), min(w, cols[-1] + 1 + margin_px)))
 
 
 def _densify_and_prune(model: HeadModel, grad: torch.Tensor, max_gaussians: int, rng: np.random.Generator) -> None:

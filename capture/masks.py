@@ -93,3 +93,13 @@ def _largest_region(mask: np.ndarray) -> np.ndarray:
     if count <= 1:
         return mask
     return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def head_box(mask: np.ndarray, margin_px: int = 8) -> tuple[slice, slice]:
+    """Row and column slices of the mask's bounding box, grown by `margin_px`."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return slice(None), slice(None)
+    h, w = mask.shape
+    return (slice(max(0, rows[0] - margin_px), min(h, rows[-1] + 1 + margin_px)),
+            slice(max(0, cols[0] - margin_px), min(w, cols[-1] + 1 + margin_px)))

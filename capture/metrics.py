@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from capture.masks import head_box
+
 # Pose counts in the retrieval distance as weight-units per radian and per cm.
 RETRIEVAL_ROTATION_WEIGHT = 2.0
 RETRIEVAL_TRANSLATION_WEIGHT = 0.2
@@ -28,11 +30,9 @@ def masked_ssim(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float
     window a masked pixel's value depends on: the same number as on the whole frame, for a
     fraction of the work, and never a box narrower than a window.
     """
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if not len(rows):
+    if not mask.any():
         return float("nan")
-    grow = SSIM_WINDOW
-    box = (slice(max(0, rows[0] - grow), rows[-1] + grow + 1), slice(max(0, cols[0] - grow), cols[-1] + grow + 1))
+    box = head_box(mask, SSIM_WINDOW)
     _, full = structural_similarity(image[box], truth[box], win_size=SSIM_WINDOW, channel_axis=2, data_range=1.0,
                                     full=True)
     return float(full.mean(axis=2)[mask[box]].mean())
@@ -57,9 +57,7 @@ def whole_frame_scores(render: np.ndarray, truth: np.ndarray, mask: np.ndarray) 
     drawn = ((render < 1) | (matted < 1)).any(axis=2)
     if not drawn.any():
         return psnr, 1.0
-    rows, cols = np.flatnonzero(drawn.any(1)), np.flatnonzero(drawn.any(0))
-    grow = SSIM_WINDOW
-    box = (slice(max(0, rows[0] - grow), rows[-1] + grow + 1), slice(max(0, cols[0] - grow), cols[-1] + grow + 1))
+    box = head_box(drawn, SSIM_WINDOW)
     _, full = structural_similarity(render[box], matted[box], win_size=SSIM_WINDOW, channel_axis=2, data_range=1.0,
                                     full=True)
     outside = mask.size - full.shape[0] * full.shape[1]
