@@ -44,8 +44,8 @@ def whole_frame_scores(render: np.ndarray, truth: np.ndarray, mask: np.ndarray) 
     render over white.
 
     The background then counts as perfectly drawn, and the mask's edge, which the scores inside
-    the mask skip, counts in full; neither number is comparable with `masked_psnr` or
-    `masked_ssim`. They are here to set ours beside published ones.
+    the mask skip, counts in full: these are not the scores of `masked_psnr` and `masked_ssim`
+    on another region, but another reading, here to set ours beside published ones.
 
     Args:
         render: [H, W, 3] RGB over white; truth: [H, W, 3]; both in [0, 1]. mask: [H, W] bool.
