@@ -64,6 +64,14 @@ class Reenactment:
         return {"psnr": round(self.psnr, 3), "ssim": round(self.ssim, 4), "baseline_psnr": round(self.baseline_psnr, 3),
                 "baseline_ssim": round(self.baseline_ssim, 4), "frames": self.frames}
 
+    def details(self) -> dict:
+        """`summary` and the other means (rounded as there), and the tracking steps: what the
+        report's `metrics.json` and `avatar bench capture`'s JSON carry."""
+        return {**self.summary(), "landmark_psnr": round(self.landmark_psnr, 3),
+                "landmark_ssim": round(self.landmark_ssim, 4), "uncovered": round(self.uncovered, 5),
+                "whole_frame_psnr": round(self.whole_frame_psnr, 3), "whole_frame_ssim": round(self.whole_frame_ssim, 4),
+                "track_steps": self.track_steps}
+
 
 def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, face: FaceFit,
                          holdout: np.ndarray, train: np.ndarray, size_px: int = EVAL_SIZE_PX,

@@ -126,11 +126,7 @@ def run_capture(args: argparse.Namespace) -> int:
                 report.mkdir(exist_ok=True)
                 write_sheet(report / "holdout.png", r)
                 write_curves(report / "curves.png", result.log, r)
-            results[video.name] = {**r.summary(), "landmark_psnr": round(r.landmark_psnr, 3),
-                                   "landmark_ssim": round(r.landmark_ssim, 4), "uncovered": round(r.uncovered, 5),
-                                   "whole_frame_psnr": round(r.whole_frame_psnr, 3),
-                                   "whole_frame_ssim": round(r.whole_frame_ssim, 4),
-                                   "gaussians": len(result.head), "seed": options.seed,
+            results[video.name] = {**r.details(), "gaussians": len(result.head), "seed": options.seed,
                                    "iterations": len(result.log.loss), "minutes": round(minutes, 2),
                                    "margin_db": round(r.psnr - r.baseline_psnr, 2)}
             print(f"{video.name}: PSNR {r.psnr:.2f} dB (baseline {r.baseline_psnr:.2f}, margin "

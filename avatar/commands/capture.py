@@ -139,11 +139,7 @@ def _capture_with_report(args: argparse.Namespace, options: CaptureOptions, repo
             avatar.speech, avatar.metadata["speech_tuning"] = tuned
     avatar.save(args.output)
     scores = result.reenactment
-    metrics = {**(scores.summary() if scores else {}),
-               **({"landmark_psnr": round(scores.landmark_psnr, 3), "landmark_ssim": round(scores.landmark_ssim, 4),
-                   "uncovered": round(scores.uncovered, 5), "track_steps": scores.track_steps,
-                   "whole_frame_psnr": round(scores.whole_frame_psnr, 3),
-                   "whole_frame_ssim": round(scores.whole_frame_ssim, 4)} if scores else {}),
+    metrics = {**(scores.details() if scores else {}),
                "gaussians": len(result.head),
                "iterations": metadata["iterations_done"], "timings_s": {k: round(v, 1) for k, v in result.timings_s.items()},
                "holdout_frames": len(result.input.holdout), "train_frames": len(result.input.train),
