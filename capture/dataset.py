@@ -33,13 +33,14 @@ def head_space_cameras(rotations: np.ndarray, translations_cm: np.ndarray) -> np
 
 
 def write_dataset(folder: Path, images: np.ndarray, masks: np.ndarray, indices: np.ndarray, track: Track,
-                  camera: Camera, rotations: np.ndarray, translations_cm: np.ndarray, holdout: set[int],
-                  progress: bool = False) -> Path:
+                  camera: Camera, rotations: np.ndarray, translations_cm: np.ndarray, weights: np.ndarray,
+                  holdout: set[int], progress: bool = False) -> Path:
     """Write `folder/{images,masks}/frame_NNNNN.png` and `folder/transforms.json`; returns the JSON's path.
 
     Args:
         images: [K, H, W, 3] uint8 RGB of the frames `indices`; masks: [K, H, W] bool.
         camera: intrinsics at the images' size; rotations, translations_cm: [K] head poses.
+        weights: [K, 52] ARKit weights (a capture's: fitted to the landmarks, `FaceFit.weights`).
         holdout: frame indices that go to `val_filenames`.
     The folder is written next to its final place and moved there whole, so a failure leaves nothing.
     """
@@ -59,7 +60,7 @@ def write_dataset(folder: Path, images: np.ndarray, masks: np.ndarray, indices: 
             frames.append({"file_path": f"images/{name}", "mask_path": f"masks/{name}",
                            "transform_matrix": poses[k].round(6).tolist(),
                            "time_s": round(float(track.time_s[indices[k]]), 4),
-                           "arkit_weights": np.round(track.weights[indices[k]], 5).tolist()})
+                           "arkit_weights": np.round(weights[k], 5).tolist()})
             (val if int(indices[k]) in holdout else train).append(f"images/{name}")
         transforms = {
             "camera_model": "OPENCV", "w": camera.width_px, "h": camera.height_px,

@@ -2,8 +2,8 @@
 are moved, the head's Gaussians are not, until its render matches the frame inside the head mask.
 
 This is what the field does for test frames (GaussianAvatars' tracker fits FLAME's pose and
-expression to every frame photometrically); the landmark pose and MediaPipe's weights are
-where it starts.
+expression to every frame photometrically); the pose and weights fitted to the landmarks
+(`capture.face_fit`) are where it starts.
 """
 
 from __future__ import annotations

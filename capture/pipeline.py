@@ -157,8 +157,8 @@ def prepare(path: str | os.PathLike, holdout: float = 0.2, progress: bool = True
 
 def fit_capture_face(track: Track, train: np.ndarray, held: np.ndarray) -> FaceFit:
     """The face a capture fits: shape, ARKit offsets and focal length to the `train` frames
-    (indices), then the `held` frames' pose with those fixed, so that nothing of a held-out
-    frame but its pose goes into the face."""
+    (indices), then the `held` frames' pose and weights with those fixed, so that nothing of a
+    held-out frame but its pose and weights goes into the face."""
     mesh = load_canonical_mesh()
     basis = generic_expression_basis(mesh)
     face = fit_face(track, mesh, basis, frames=train)
@@ -167,6 +167,7 @@ def fit_capture_face(track: Track, train: np.ndarray, held: np.ndarray) -> FaceF
         face.head_rotation[held] = refined.head_rotation[held]
         face.head_translation_cm[held] = refined.head_translation_cm[held]
         face.rms_px[held] = refined.rms_px[held]
+        face.weights[held] = refined.weights[held]
     return face
 
 
@@ -198,7 +199,7 @@ def training_frames(info: CaptureInput, size_px: int, progress: bool = True,
     if brightness < MIN_BRIGHTNESS:
         raise InputError(f"{source.path.name} is too dark (the head's mean brightness is {brightness:.0%}): "
                          "re-record with the face well and evenly lit")
-    return FitFrames(images, masks, window.camera(info.face.camera, size), info.track.weights[picked],
+    return FitFrames(images, masks, window.camera(info.face.camera, size), info.face.weights[picked],
                      info.face.head_rotation[picked].astype(np.float32),
                      info.face.head_translation_cm[picked].astype(np.float32))
 
@@ -345,7 +346,7 @@ def retrack(path: str | os.PathLike, avatar: Avatar, progress: bool = True) -> t
         deltas = head.vertex_deltas_cm[:, :NUM_MESH_VERTICES]
     fixed = FaceFit(head.neutral_vertices_cm[:NUM_MESH_VERTICES], deltas, nan, nan.copy(),
                     track.camera.with_focal_scale(float(record.get("focal_scale", 1.0))),
-                    np.full(len(track.time_s), np.nan, np.float32))
+                    np.full(len(track.time_s), np.nan, np.float32), track.weights)
     mesh = load_canonical_mesh()
     face = fit_face(track, mesh, generic_expression_basis(mesh), fixed=fixed)
     return CaptureInput(source, track, stats, face, train, holdout), same

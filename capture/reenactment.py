@@ -36,8 +36,8 @@ class Reenactment:
     `examples` are [H, 4W, 3] uint8 rows: truth | render | error (x4) | baseline, of the
     `per_frame` rows at `example_rows`: `SHEET_ROWS` evenly spaced frames (all of them when
     fewer), then up to `SHEET_WORST_ROWS` worst-scoring others.
-    `landmark_psnr` and `landmark_ssim` score the renders at the landmark-tracked pose and
-    MediaPipe's weights, before photometric tracking. `uncovered` is the mean share of the
+    `landmark_psnr` and `landmark_ssim` score the renders at the pose and weights fitted to the
+    landmarks (`FaceFit`), before photometric tracking. `uncovered` is the mean share of the
     scored pixels that the (tracked) render leaves under `COVERED_ALPHA`: parts of the head the
     avatar does not draw, which cost far more than their share of the pixels. `track_steps` are
     the photometric tracking steps each frame had. `whole_frame_psnr` and `whole_frame_ssim` score
@@ -77,7 +77,7 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
                          holdout: np.ndarray, train: np.ndarray, size_px: int = EVAL_SIZE_PX,
                          refine_steps: int = REFINE_STEPS, window: FrameWindow | None = None,
                          progress: bool = False, video: VideoWriter | None = None) -> Reenactment:
-    """Render `holdout` frames with their weights and `face`'s pose, both tracked photometrically
+    """Render `holdout` frames with `face`'s weights and pose, both tracked photometrically
     against `head` (`refine_frames`, `refine_steps` per frame; 0 keeps the tracked ones);
     compare inside their masks (`EDGE_PX` in from the edge), in `window` (default: the whole
     frame) resized so its longer side is `size_px`.
@@ -91,9 +91,9 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     window = window or FrameWindow.whole(source.width_px, source.height_px)
     size = window.size(size_px)
     camera = window.camera(face.camera, size)
-    rot, trans = face.head_rotation, face.head_translation_cm
-    nearest = np.array([nearest_training_frame(track.weights[h], rot[h], trans[h], track.weights[train], rot[train],
-                                               trans[train]) for h in holdout], dtype=int)
+    rot, trans, fitted_weights = face.head_rotation, face.head_translation_cm, face.weights
+    nearest = np.array([nearest_training_frame(fitted_weights[h], rot[h], trans[h], fitted_weights[train],
+                                               rot[train], trans[train]) for h in holdout], dtype=int)
     retrieved = train[nearest]
     needed = np.unique(np.concatenate([holdout, retrieved]))
     images = decode_frames(source, needed, size, progress, window)
@@ -104,7 +104,7 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1, 2 * EDGE_PX + 1))
     inner = np.stack([cv2.erode(m.astype(np.uint8), kernel) > 0 for m in masks])
     scale = np.array([size[0] / window.width_px, size[1] / window.height_px])
-    weights, rotations, translations = track.weights[holdout], rot[holdout], trans[holdout]
+    weights, rotations, translations = fitted_weights[holdout], rot[holdout], trans[holdout]
     if refine_steps:
         # At the scoring size: tracking at 256 px costs half as much and scores 0.6 dB lower (mimictalk).
         weights, rotations, translations = refine_frames(head, camera, truth, masks, weights, rotations, translations,
@@ -112,10 +112,10 @@ def evaluate_reenactment(head: GaussianHead, source: MediaSource, track: Track, 
     renderer = CpuRenderer()
 
     def states(k: int) -> tuple[FaceState, FaceState]:
-        """Held-out frame k as tracked photometrically, and at the landmark pose with MediaPipe's weights."""
+        """Held-out frame k as tracked photometrically, and at the landmark pose and weights."""
         h = holdout[k]
         return (FaceState(float(track.time_s[h]), weights[k], rotations[k], translations[k]),
-                FaceState(float(track.time_s[h]), track.weights[h], rot[h], trans[h]))
+                FaceState(float(track.time_s[h]), fitted_weights[h], rot[h], trans[h]))
 
     def baseline_of(k: int) -> np.ndarray:
         lm_h = landmarks[holdout[k], :468, :2] * scale

@@ -114,7 +114,7 @@ def prepare(args: argparse.Namespace) -> None:
     for name, (size, gaussians) in BENCH.items():  # as `avatar bench fit` builds it
         image = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA)
         mask = head_mask(image, track.landmarks_px[0, :, :2] * size / photo.shape[1])
-        frames = FitFrames(image[None], mask[None], face.camera.resized(size, size), track.weights,
+        frames = FitFrames(image[None], mask[None], face.camera.resized(size, size), face.weights,
                            face.head_rotation.astype(np.float32), face.head_translation_cm.astype(np.float32))
         _save_problem(args.dir / f"{name}.npz", initial_head(scaffold, frames, 0, gaussians), frames,
                       images=frames.images)

@@ -288,8 +288,8 @@ def test_long_videos_are_subsampled_for_fitting(video):
     info = prepare(video, progress=False)
     frames = training_frames(info, 64, progress=False, max_frames=5)
     assert len(frames) == 5 and frames.images.shape[1:] == (64, 64, 3)
-    np.testing.assert_array_equal(frames.weights[0], info.track.weights[info.train[0]])
-    np.testing.assert_array_equal(frames.weights[-1], info.track.weights[info.train[-1]])
+    np.testing.assert_array_equal(frames.weights[0], info.face.weights[info.train[0]])
+    np.testing.assert_array_equal(frames.weights[-1], info.face.weights[info.train[-1]])
 
 
 def test_a_long_hold_out_is_scored_on_evenly_spaced_frames(video, tmp_path, monkeypatch, capsys):

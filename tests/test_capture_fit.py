@@ -15,7 +15,7 @@ from avatar import Camera, FaceState, OutputError, Track, index_of
 from capture import LANDMARK_GROUPS, generic_expression_basis, load_canonical_mesh
 from capture.blur import convolution_blur, gaussian_blur, gaussian_window
 from capture.dataset import head_space_cameras, write_dataset
-from capture.face_fit import fit_face
+from capture.face_fit import FaceFit, fit_face
 from capture.fitting import MOUTH_SHADE, mouth_shade
 from capture.head_fit import (BACKGROUND, CAVITY_SHADE, FitFrames, FitLog, HeadModel, _densify_and_prune, between_lips,
                               fit_head, frame_loss, head_box, initial_head, loss_region, off_edge, ssim)
@@ -32,19 +32,26 @@ def mesh():
     return load_canonical_mesh()
 
 
-def synthetic_track(mesh, basis, frames: int = 40, seed: int = 0) -> tuple[Track, np.ndarray]:
-    """Landmarks of a known face (the canonical one, widened 5%) under known poses and weights."""
+def synthetic_track(mesh, basis, frames: int = 40, seed: int = 0, missed: int | None = None
+                    ) -> tuple[Track, np.ndarray]:
+    """Landmarks of a known face (the canonical one, widened 5%) under known poses and weights.
+
+    With `missed` (an ARKit index), the first eighth of the frames show that expression at 0.6 in
+    their landmarks, and the track's weights miss it (0 there)."""
     rng = np.random.default_rng(seed)
     truth = mesh.vertices_cm * np.array([1.05, 1.0, 1.0], np.float32)
     camera = Camera.from_vertical_fov(512, 512, 63.0)
     weights = np.clip(rng.normal(0, 0.15, (frames, 52)), 0, 1).astype(np.float32)
+    shown = weights.copy()
+    if missed is not None:
+        shown[: frames // 8, missed], weights[: frames // 8, missed] = 0.6, 0.0
     rotations = rng.normal(0, 0.1, (frames, 3)).astype(np.float32)
     translations = np.tile(np.float32([0, 0, -45]), (frames, 1)) + rng.normal(0, 1, (frames, 3)).astype(np.float32)
     landmarks = np.zeros((frames, 478, 3), np.float32)
     from avatar.rotation import rotvec_to_matrix
 
     for f in range(frames):
-        shape = truth + np.tensordot(weights[f], basis, axes=1)
+        shape = truth + np.tensordot(shown[f], basis, axes=1)
         cam = shape @ rotvec_to_matrix(rotations[f]).T + translations[f]
         uv, _ = camera.project(cam)
         landmarks[f, :468, :2] = uv
@@ -65,6 +72,25 @@ def test_face_fit_recovers_the_landmarks_and_a_fixed_fit_moves_only_the_pose(mes
     np.testing.assert_array_equal(again.neutral_vertices_cm, fit.neutral_vertices_cm)
     assert again.camera.fx_px == pytest.approx(fit.camera.fx_px)
     assert np.nanmedian(again.rms_px[:10]) < 0.6 and np.isnan(again.rms_px[10:]).all()
+
+
+def test_face_fit_finds_an_expression_the_tracked_weights_missed(mesh):
+    """MediaPipe's weights miss some expressions its landmarks show (d10's frowns come out as
+    browDown 0): the weights fitted to the landmarks find them, and keep the others."""
+    basis = generic_expression_basis(mesh)
+    brow = index_of("browDownLeft")
+    track, truth = synthetic_track(mesh, basis, missed=brow)
+    nan = np.full_like(track.head_rotation, np.nan)
+    face = FaceFit(truth, basis, nan, nan.copy(), track.camera, np.full(len(track.time_s), np.nan, np.float32),
+                   track.weights)
+    fit = fit_face(track, mesh, basis, frames=np.arange(10), fixed=face)
+    # Shrunk towards the track's 0 by the prior, and more so for this face of ~130 px than d10's ~230.
+    assert (fit.weights[:5, brow] > 0.3).all() and (fit.weights[:5, brow] < 0.7).all()
+    others = np.delete(np.arange(52), brow)
+    assert np.abs(fit.weights[:10, others] - track.weights[:10, others]).mean() < 0.02
+    np.testing.assert_array_equal(fit.weights[10:], track.weights[10:])
+    assert fit.weights.min() >= 0 and fit.weights.max() <= 1
+    assert np.nanmedian(fit.rms_px[:5]) < 0.3
 
 
 def test_head_mask_keeps_the_face_and_drops_border_and_neck(mesh):
@@ -568,12 +594,13 @@ def test_dataset_has_nerfstudio_transforms_and_nothing_half_written(tmp_path):
                   rotations.astype(np.float32), translations.astype(np.float32),
                   Camera.from_vertical_fov(32, 24, 50.0))
     indices = np.arange(count)
-    path = write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, {3})
+    path = write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations,
+                         track.weights, {3})
     data = json.loads(path.read_text())
     assert data["camera_model"] == "OPENCV" and (data["w"], data["h"]) == (32, 24)
     assert data["val_filenames"] == ["images/frame_00003.png"] and len(data["train_filenames"]) == 3
     first = data["frames"][0]
-    assert len(first["arkit_weights"]) == 52
+    np.testing.assert_allclose(first["arkit_weights"], track.weights[0], atol=1e-5)
     saved = cv2.cvtColor(cv2.imread(str(tmp_path / "set" / first["file_path"])), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(saved, images[0])
     # The camera in head space sees the head where the real camera saw it.
@@ -585,7 +612,8 @@ def test_dataset_has_nerfstudio_transforms_and_nothing_half_written(tmp_path):
     np.testing.assert_allclose(pose @ head_to_camera, np.eye(4), atol=1e-4)
     np.testing.assert_allclose(head_space_cameras(rotations, translations)[0], pose, atol=1e-5)
     with pytest.raises(OutputError, match="already exists"):
-        write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations, set())
+        write_dataset(tmp_path / "set", images, masks, indices, track, track.camera, rotations, translations,
+                      track.weights, set())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
 
 

@@ -64,7 +64,7 @@ def run_fit(args: argparse.Namespace) -> int:
     face = fit_face(track, mesh, generic_expression_basis(mesh))
     image = cv2.resize(photo, (args.size, args.size), interpolation=cv2.INTER_AREA)
     mask = head_mask(image, track.landmarks_px[0, :, :2] * args.size / photo.shape[1])
-    frames = FitFrames(image[None], mask[None], face.camera.resized(args.size, args.size), track.weights,
+    frames = FitFrames(image[None], mask[None], face.camera.resized(args.size, args.size), face.weights,
                        face.head_rotation.astype(np.float32), face.head_translation_cm.astype(np.float32))
     scaffold = build_scaffold(face.neutral_vertices_cm, face.vertex_deltas_cm, mesh.triangles)
     model = HeadModel(initial_head(scaffold, frames, 0, args.gaussians)).to(device)

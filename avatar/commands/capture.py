@@ -61,8 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("video", type=Path, help="video of the same person")
     e.add_argument("--track-steps", type=int,
                    help="photometric tracking steps per held-out frame (default: the capture's: 16, "
-                        "up to 32 where it scored under 80 frames, --quick 3; 0: the landmark pose and "
-                        "MediaPipe's weights as they are)")
+                        "up to 32 where it scored under 80 frames, --quick 3; 0: the pose and weights "
+                        "fitted to the landmarks as they are)")
     e.add_argument("--side-by-side", type=Path, metavar="OUT.mp4",
                    help="also write the held-out frames, truth | render side by side, playing in real time")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -184,7 +184,7 @@ def _tune_speech(result, seed: int):
     cut = round(0.8 * len(info.train))
     learn, check = np.zeros(len(track.time_s), bool), np.zeros(len(track.time_s), bool)
     learn[info.train[:cut]], check[info.train[cut:]] = True, True
-    weights = np.where(track.valid[:, None], track.weights, np.nan)
+    weights = np.where(track.valid[:, None], info.face.weights, np.nan)
     try:
         model, tuning = fine_tune(load_default_model(), audio, rate, weights, track.time_s, learn, score=check,
                                   seed=seed)
@@ -289,6 +289,7 @@ def run_export(args: argparse.Namespace) -> int:
     masks = frame_masks(images, window.landmarks(track.landmarks_px[indices]), (window.width_px, window.height_px),
                         progress)
     path = write_dataset(args.output, images, masks, indices, track, window.camera(face.camera, size),
-                         face.head_rotation[indices], face.head_translation_cm[indices], holdout, progress)
+                         face.head_rotation[indices], face.head_translation_cm[indices], face.weights[indices],
+                         holdout, progress)
     print(f"{len(indices)} frames ({len(holdout)} held out), head masks and cameras -> {path}")
     return 0
